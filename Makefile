@@ -1,0 +1,50 @@
+# wma-ensemble: the two commands that matter are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CI and tests pin the CPU build of torch that this project's machines carry;
+# the `torch` extra itself stays a range for GPU deployments.
+TORCH_PIN := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: help install check format test test-fast demo up mock-bundle bench clean
+
+help:
+	@echo "make demo   - set up and run the local mock stack on the bundled sample frames"
+	@echo "make test   - install, lint/type-check, and run every test suite"
+	@echo "make check  - ruff check, ruff format --check, mypy --strict"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -e '.[dev,torch]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: check
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not slow" -x -q
+
+demo: install
+	$(BIN)/wma demo
+
+up: install
+	$(BIN)/wma up
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

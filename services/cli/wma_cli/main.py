@@ -1,0 +1,52 @@
+"""Entry point of the ``wma`` console script.
+
+Each package owns its subcommands in its own ``cli`` module, which exposes
+``register(subparsers)``; this module only wires them together, so no package
+is imported before its command runs and nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (module, attribute) pairs, each adding one or more subcommands.
+_REGISTRARS: tuple[str, ...] = (
+    "wma_calibrators.cli",
+    "wma_model_server.cli",
+    "wma_fusion.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wma",
+        description="wma-ensemble: four-model deepfake-detection ensemble.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in _REGISTRARS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    code = handler(args)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Noisy-OR fusion, including the degradation-aware interval rule.
+
+When some members gave no score (failed, timed out or scored no frame), the
+fused score is unknown but bounded: noisy-OR is monotone non-decreasing in
+every input, so putting each missing member at the minimum and at the maximum
+of its calibrator's output range gives the lowest and highest fused score the
+full ensemble could have produced. The verdict is then decided on that
+interval (see :func:`wma_core.verdict.decide`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+def noisy_or(probs: npt.ArrayLike) -> float:
+    """``1 - prod(1 - p_i)``; an empty input fuses to 0."""
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    return float(1.0 - np.prod(1.0 - p))
+
+
+@dataclass(frozen=True)
+class FusedScore:
+    """The fused score of the members that scored, bounded for those that did not.
+
+    ``score`` is the exact fused score when no member is missing, else ``None``;
+    ``interval`` always holds ``(lo, hi)``, equal to ``(score, score)`` when exact.
+    ``present`` is the number of members that contributed a score.
+    """
+
+    score: float | None
+    interval: tuple[float, float]
+    missing: tuple[str, ...]
+    present: int
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.missing)
+
+
+def fuse(
+    calibrated: Mapping[str, float | None],
+    output_ranges: Mapping[str, tuple[float, float]],
+) -> FusedScore:
+    """Fuse calibrated per-model scores; ``None`` marks a member without a score.
+
+    ``output_ranges`` gives, for every member, the ``(min, max)`` its calibrator
+    can return; it is read only for missing members.
+    """
+    present = [float(v) for v in calibrated.values() if v is not None]
+    missing = tuple(k for k, v in calibrated.items() if v is None)
+    for model_id in missing:
+        if model_id not in output_ranges:
+            raise KeyError(f"no calibrator output range for missing model {model_id!r}")
+    lows = present + [output_ranges[m][0] for m in missing]
+    highs = present + [output_ranges[m][1] for m in missing]
+    lo, hi = noisy_or(lows), noisy_or(highs)
+    score = lo if not missing else None
+    return FusedScore(score=score, interval=(lo, hi), missing=missing, present=len(present))
+
+
+def fuse_values(values: Iterable[float]) -> float:
+    """Noisy-OR of an iterable of calibrated scores (all members present)."""
+    return noisy_or(np.fromiter(values, dtype=np.float64))

@@ -1,0 +1,1 @@
+"""Rollout of the ensemble next to the legacy single-model path."""
