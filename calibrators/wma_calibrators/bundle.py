@@ -73,12 +73,17 @@ def _mapping(value: object, where: str) -> dict[str, Any]:
     return value
 
 
+def _no_unknown(entry: dict[str, Any], where: str, known: set[str]) -> None:
+    unknown = set(entry) - known
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise BundleError(f"{prefix}{sorted(unknown)[0]}", "unknown field")
+
+
 def _parse_model(model_id: str, raw: object) -> ModelCalibrator:
     where = f"models.{model_id}"
     entry = _mapping(raw, where)
-    unknown = set(entry) - {"aggregator", "isotonic", "metrics"}
-    if unknown:
-        raise BundleError(f"{where}.{sorted(unknown)[0]}", "unknown field")
+    _no_unknown(entry, where, {"aggregator", "isotonic", "metrics"})
     aggregator = entry.get("aggregator")
     if not isinstance(aggregator, str):
         raise BundleError(f"{where}.aggregator", "must be a string")
@@ -87,6 +92,7 @@ def _parse_model(model_id: str, raw: object) -> ModelCalibrator:
     except AggregatorError as exc:
         raise BundleError(f"{where}.aggregator", str(exc)) from None
     iso = _mapping(entry.get("isotonic"), f"{where}.isotonic")
+    _no_unknown(iso, f"{where}.isotonic", {"x", "y"})
     xs = _number_list(iso.get("x"), f"{where}.isotonic.x")
     ys = _number_list(iso.get("y"), f"{where}.isotonic.y")
     if len(xs) != len(ys):
@@ -110,12 +116,11 @@ def parse_bundle(data: bytes) -> CalibratorBundle:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError("<file>", f"not valid JSON ({exc})") from None
     doc = _mapping(raw, "<root>")
-    unknown = set(doc) - {"format", "thresholds", "models", "provenance"}
-    if unknown:
-        raise BundleError(sorted(unknown)[0], "unknown field")
+    _no_unknown(doc, "", {"format", "thresholds", "models", "provenance"})
     if doc.get("format") != BUNDLE_FORMAT:
         raise BundleError("format", f"must be {BUNDLE_FORMAT!r}, got {doc.get('format')!r}")
     thr = _mapping(doc.get("thresholds"), "thresholds")
+    _no_unknown(thr, "thresholds", {"t_low", "t_high"})
     t_low = _finite_number(thr.get("t_low"), "thresholds.t_low")
     t_high = _finite_number(thr.get("t_high"), "thresholds.t_high")
     if not 0.0 < t_low < t_high < 1.0:

@@ -65,10 +65,10 @@ def parse_aggregator(name: str) -> Aggregator:
         return Aggregator(name, lambda x: float(np.max(x)))
     if name == "median":
         return Aggregator(name, lambda x: float(np.median(x)))
-    if match := _TOPK.match(name):
+    if match := _TOPK.fullmatch(name):
         k = int(match.group(1))
         return Aggregator(name, lambda x: topk_mean(x, k))
-    if match := _SOFTMAX.match(name):
+    if match := _SOFTMAX.fullmatch(name):
         beta = float(match.group(1))
         if beta > 0:
             return Aggregator(name, lambda x: softmax_pool(x, beta))
