@@ -1,0 +1,227 @@
+"""The Effort backend serves tiny random checkpoints exactly like a plain PyTorch forward.
+
+The reference below is written independently of the loader: it reads the raw
+checkpoint tensors and computes the CLIP ViT forward by hand, applying each
+SVD-residual weight (weight_main + U diag(S) V) at forward time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytestmark = pytest.mark.anyio
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def make_state(
+    hidden: int = 32,
+    layers: int = 2,
+    mlp: int = 64,
+    patch: int = 14,
+    image: int = 28,
+    rank: int = 4,
+    arcface: bool = False,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape: int, scale: float = 0.2) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    def norm(prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}.weight": 1 + rnd(hidden, scale=0.1), f"{prefix}.bias": rnd(hidden)}
+
+    grid = image // patch
+    s: dict[str, torch.Tensor] = {
+        "backbone.embeddings.class_embedding": rnd(hidden),
+        "backbone.embeddings.patch_embedding.weight": rnd(hidden, 3, patch, patch, scale=0.05),
+        "backbone.embeddings.position_embedding.weight": rnd(grid * grid + 1, hidden),
+        **norm("backbone.pre_layrnorm"),
+        **norm("backbone.post_layernorm"),
+    }
+    for i in range(layers):
+        p = f"backbone.encoder.layers.{i}"
+        for proj in PROJ:
+            s |= {
+                f"{p}.self_attn.{proj}.weight_main": rnd(hidden, hidden),
+                f"{p}.self_attn.{proj}.bias": rnd(hidden),
+                f"{p}.self_attn.{proj}.U_residual": rnd(hidden, rank),
+                f"{p}.self_attn.{proj}.S_residual": rnd(rank).abs(),
+                f"{p}.self_attn.{proj}.V_residual": rnd(rank, hidden),
+            }
+        s |= {**norm(f"{p}.layer_norm1"), **norm(f"{p}.layer_norm2")}
+        s |= {f"{p}.mlp.fc1.weight": rnd(mlp, hidden), f"{p}.mlp.fc1.bias": rnd(mlp)}
+        s |= {f"{p}.mlp.fc2.weight": rnd(hidden, mlp), f"{p}.mlp.fc2.bias": rnd(hidden)}
+    s["head.weight"] = rnd(2, hidden, scale=1.0)
+    if arcface:
+        s["head.s"] = torch.tensor(8.0)
+    else:
+        s["head.bias"] = rnd(2)
+    return s
+
+
+def reference_probs(
+    s: dict[str, torch.Tensor], frames: list[np.ndarray[Any, Any]], heads: int, image: int = 28
+) -> np.ndarray[Any, Any]:
+    rows = []
+    for f in frames:
+        if f.shape[:2] != (image, image):
+            f = cv2.resize(f, (image, image), interpolation=cv2.INTER_AREA)
+        rows.append(((f.astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1))
+    px = torch.from_numpy(np.stack(rows)).double()
+    d = {k: v.double() for k, v in s.items()}
+
+    def ln(x: torch.Tensor, p: str) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], d[f"{p}.weight"], d[f"{p}.bias"], eps=1e-5)
+
+    def svd_linear(x: torch.Tensor, p: str) -> torch.Tensor:
+        w = (
+            d[f"{p}.weight_main"]
+            + d[f"{p}.U_residual"] @ torch.diag(d[f"{p}.S_residual"]) @ d[f"{p}.V_residual"]
+        )
+        return x @ w.T + d[f"{p}.bias"]
+
+    w_patch = d["backbone.embeddings.patch_embedding.weight"]
+    x = F.conv2d(px, w_patch, stride=w_patch.shape[-1]).flatten(2).transpose(1, 2)
+    n, hidden = x.shape[0], x.shape[2]
+    cls = d["backbone.embeddings.class_embedding"].expand(n, 1, hidden)
+    x = torch.cat([cls, x], 1) + d["backbone.embeddings.position_embedding.weight"]
+    x = ln(x, "backbone.pre_layrnorm")
+    layer = 0
+    while f"backbone.encoder.layers.{layer}.mlp.fc1.weight" in d:
+        p = f"backbone.encoder.layers.{layer}"
+        h = ln(x, f"{p}.layer_norm1")
+        q, k, v = (
+            svd_linear(h, f"{p}.self_attn.{name}")
+            .view(n, -1, heads, hidden // heads)
+            .transpose(1, 2)
+            for name in PROJ[:3]
+        )
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hidden // heads), -1) @ v
+        x = x + svd_linear(att.transpose(1, 2).reshape(n, -1, hidden), f"{p}.self_attn.out_proj")
+        h = ln(x, f"{p}.layer_norm2") @ d[f"{p}.mlp.fc1.weight"].T + d[f"{p}.mlp.fc1.bias"]
+        h = h * torch.sigmoid(1.702 * h)
+        x = x + h @ d[f"{p}.mlp.fc2.weight"].T + d[f"{p}.mlp.fc2.bias"]
+        layer += 1
+    pooled = ln(x[:, 0], "backbone.post_layernorm")
+    if "head.s" in d:
+        logits = d["head.s"] * F.normalize(pooled) @ F.normalize(d["head.weight"]).T
+    else:
+        logits = pooled @ d["head.weight"].T + d["head.bias"]
+    return torch.softmax(logits, 1)[:, 1].numpy()
+
+
+def save(
+    tmp_path: Path,
+    state: dict[str, torch.Tensor],
+    *,
+    wrapped: bool,
+    prefix: str,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    state = {prefix + k: v for k, v in state.items()}
+    obj: Any = state
+    if wrapped:
+        obj = {
+            "state_dict": state,
+            "model_config": config or {},
+            "epoch": 3,
+            "auc": 0.97,
+            "eer": 0.08,
+            "model_checksum": "abc123",
+        }
+    path = tmp_path / "ckpt.pth"
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("arcface", "wrapped", "prefix", "hidden"),
+    [
+        (False, False, "", 32),
+        (False, True, "module.", 32),
+        (True, True, "", 32),
+        (True, False, "module.", 128),  # bare + no override: heads = hidden / 64 = 2
+    ],
+)
+async def test_served_probabilities_match_a_plain_pytorch_forward(
+    serve: Any,
+    encode_image: Any,
+    form: Any,
+    tmp_path: Path,
+    arcface: bool,
+    wrapped: bool,
+    prefix: str,
+    hidden: int,
+) -> None:
+    state = make_state(hidden=hidden, arcface=arcface)
+    config = {
+        "use_arcface_head": arcface,
+        "arcface_s": 8.0,
+        "arcface_m": 0.5,
+        "rank": 4,
+        "num_heads": 2,
+    }
+    path = save(tmp_path, state, wrapped=wrapped, prefix=prefix, config=config)
+    heads_override = 2 if (not wrapped and hidden == 32) else None
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (28, 28, 3), dtype=np.uint8) for _ in range(3)]
+    frames.append(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8))  # resized (area)
+    expected = reference_probs(state, frames, heads=2)
+    assert np.ptp(expected) > 1e-3  # the model does not answer a constant
+    async with serve(backend="effort", checkpoint=path, num_heads=heads_override) as client:
+        r = await client.post("/check_frame_batch", files=form([encode_image(f) for f in frames]))
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["probs"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (
+            lambda s: s.__setitem__("backbone.post_layernorm.weight", torch.ones(31)),
+            "backbone.post_layernorm.weight",
+        ),
+        (
+            lambda s: s.__setitem__(
+                "backbone.encoder.layers.1.self_attn.k_proj.U_residual", torch.ones(32, 5)
+            ),
+            "backbone.encoder.layers.1.self_attn.k_proj",
+        ),
+        (
+            lambda s: s.pop("backbone.encoder.layers.0.mlp.fc2.bias"),
+            "backbone.encoder.layers.0.mlp.fc2.bias",
+        ),
+        (lambda s: s.__setitem__("head.weight", torch.ones(3, 32)), "head.weight"),
+    ],
+)
+async def test_checkpoint_that_does_not_fit_is_refused_naming_the_key(
+    serve: Any, tmp_path: Path, mutate: Any, needle: str
+) -> None:
+    state = make_state()
+    mutate(state)
+    path = save(tmp_path, state, wrapped=True, prefix="module.", config={"num_heads": 2})
+    async with serve(backend="effort", checkpoint=path) as client:
+        ready = await client.get("/v2/health/ready")
+        live = await client.get("/v2/health/live")
+    assert live.status_code == 200
+    assert ready.status_code == 503
+    assert needle in ready.json()["error"]
+
+
+async def test_a_file_that_is_not_a_checkpoint_is_refused(serve: Any, tmp_path: Path) -> None:
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"definitely not torch")
+    async with serve(backend="effort", checkpoint=path) as client:
+        ready = await client.get("/v2/health/ready")
+    assert ready.status_code == 503 and "junk.pth" in ready.json()["error"]

@@ -1,0 +1,172 @@
+"""The legacy /check_frame_batch API, as the old meeting client used it."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.anyio
+OLD_CLIENT_QUERY = "model_type=custom&threshold=0.75&debug=false&yolo_conf_threshold=0.8"
+
+
+async def test_old_client_gets_per_frame_mock_probabilities(
+    serve: Any, png: Any, form: Any
+) -> None:
+    async with serve() as client:
+        frames = [png(51), png(204), png(102, size=5)]
+        r = await client.post(f"/check_frame_batch?{OLD_CLIENT_QUERY}", files=form(frames))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["probs"] == pytest.approx([0.2, 0.8, 0.4], abs=1e-6)
+    assert body["confidence"] == pytest.approx(1.4 / 3, abs=1e-6)
+    assert body["pred_label"] == "REAL"  # mean 0.467 is not above 0.75
+    assert body["num_frames"] == 3 and body["num_scored"] == 3
+
+
+async def test_label_is_fake_only_when_mean_exceeds_threshold(
+    serve: Any, png: Any, form: Any
+) -> None:
+    async with serve(bias=0.0) as client:
+        above = await client.post("/check_frame_batch?threshold=0.7", files=form([png(255)]))
+        equal = await client.post("/check_frame_batch?threshold=0.0", files=form([png(0)]))
+    assert above.json()["pred_label"] == "FAKE"
+    assert equal.json()["pred_label"] == "REAL"
+
+
+async def test_mock_bias_shifts_and_clips_probabilities(serve: Any, png: Any, form: Any) -> None:
+    async with serve(bias=0.5) as client:
+        r = await client.post("/check_frame_batch", files=form([png(51), png(204)]))
+    assert r.json()["probs"] == pytest.approx([0.7, 1.0], abs=1e-6)
+
+
+async def test_corrupt_frames_are_left_out_and_server_keeps_serving(
+    serve: Any, png: Any, form: Any
+) -> None:
+    truncated = png(200, size=32)[:-30]
+    async with serve() as client:
+        r = await client.post("/check_frame_batch", files=form([png(51), truncated, png(153)]))
+        assert r.status_code == 200
+        assert r.json()["probs"] == pytest.approx([0.2, 0.6], abs=1e-6)
+        assert r.json()["num_frames"] == 3
+        none = await client.post("/check_frame_batch", files=form([truncated]))
+        assert none.json() == {
+            "pred_label": "REAL",
+            "confidence": 0.0,
+            "probs": [],
+            "num_frames": 1,
+            "num_scored": 0,
+        }
+        again = await client.post("/check_frame_batch", files=form([png(255)]))
+        assert again.json()["probs"] == pytest.approx([1.0])
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "needle"),
+    [
+        ([], 400, "no frames"),
+        ([("files", ("a.txt", b"hello", "text/plain"))], 415, "text/plain"),
+        ([("files", ("a.jpg", b"not really a jpeg", "image/jpeg"))], 415, "not a JPEG or PNG"),
+        ([("files", ("a.gif", b"GIF89a....", "image/gif"))], 415, "image/gif"),
+        ([("files", ("a.png", b"", "image/png"))], 400, "frame 0 is empty"),
+    ],
+)
+async def test_bad_uploads_are_refused_with_a_json_error(
+    serve: Any, png: Any, form: Any, files: Any, status: int, needle: str
+) -> None:
+    async with serve() as client:
+        if files:
+            r = await client.post("/check_frame_batch", files=files)
+        else:  # multipart body with only a non-file field
+            r = await client.post("/check_frame_batch", data={"x": "1"}, files={"other": b"x"})
+        assert r.status_code == status
+        assert needle in r.json()["error"]
+        ok = await client.post("/check_frame_batch", files=form([png(51)]))
+        assert ok.json()["probs"] == pytest.approx([0.2])
+
+
+async def test_non_multipart_body_and_bad_query_are_400(serve: Any, png: Any, form: Any) -> None:
+    async with serve() as client:
+        raw = await client.post(
+            "/check_frame_batch", content=b"{}", headers={"content-type": "application/json"}
+        )
+        bad_threshold = await client.post("/check_frame_batch?threshold=abc", files=form([png(1)]))
+        bad_type = await client.post("/check_frame_batch?model_type=huge", files=form([png(1)]))
+    assert raw.status_code == 400 and "multipart" in raw.json()["error"]
+    assert bad_threshold.status_code == 400 and "threshold" in bad_threshold.json()["error"]
+    assert bad_type.status_code == 400 and "model_type" in bad_type.json()["error"]
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+@pytest.mark.parametrize(
+    ("limits", "frames", "needle"),
+    [
+        ({"max_files": 2, "max_queue_frames": 8}, [51, 51, 51], "max_files=2"),
+        ({"max_file_bytes": 200}, [("big", 64)], "max_file_bytes=200"),
+        ({"max_request_bytes": 400, "max_file_bytes": 300}, [51] * 8, "max_request_bytes=400"),
+        ({"max_frame_pixels": 100}, [("big", 11)], "max_frame_pixels=100"),
+        ({}, ["bomb"], "max_frame_pixels"),
+    ],
+)
+async def test_each_limit_answers_413_naming_it(
+    serve: Any, png: Any, encode_image: Any, form: Any, limits: Any, frames: Any, needle: str
+) -> None:
+    import numpy as np
+
+    def make(spec: Any) -> bytes:
+        if spec == "bomb":
+            return _png_claiming(40_000, 40_000)
+        if isinstance(spec, tuple):
+            rng = np.random.default_rng(0)
+            return encode_image(rng.integers(0, 256, (spec[1], spec[1], 3)))
+        return png(spec)  # type: ignore[no-any-return]
+
+    async with serve(**limits) as client:
+        r = await client.post("/check_frame_batch", files=form([make(s) for s in frames]))
+        assert r.status_code == 413
+        assert needle in r.json()["error"]
+        ok = await client.post("/check_frame_batch", files=form([png(51)]))
+        assert ok.status_code == 200
+
+
+async def test_debug_writes_frames_only_to_the_configured_debug_dir(
+    serve: Any, png: Any, form: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with serve() as client:
+        r = await client.post("/check_frame_batch?debug=true", files=form([png(51)]))
+    assert r.status_code == 200
+    assert list(tmp_path.rglob("*")) == []
+    debug_dir = tmp_path / "debug"
+    async with serve(debug_dir=debug_dir) as client:
+        await client.post("/check_frame_batch?debug=false", files=form([png(51)]))
+        assert not debug_dir.exists()
+        await client.post("/check_frame_batch?debug=true", files=form([png(51), png(9)]))
+    assert len(list(debug_dir.glob("m1-*.png"))) == 2
+
+
+async def test_recrop_scores_the_face_and_drops_faceless_frames(
+    serve: Any, png: Any, face_jpeg: bytes, form: Any
+) -> None:
+    async with serve() as client:
+        plain = await client.post("/check_frame_batch", files=form([face_jpeg], "image/jpeg"))
+        crop = await client.post(
+            "/check_frame_batch?recrop=true", files=form([face_jpeg, png(128, 64)], "image/jpeg")
+        )
+    assert crop.status_code == 200
+    assert crop.json()["num_scored"] == 1  # the uniform frame has no face
+    (face_prob,) = crop.json()["probs"]
+    assert 0.0 < face_prob < 1.0
+    assert face_prob != pytest.approx(plain.json()["probs"][0], abs=1e-3)

@@ -1,0 +1,128 @@
+"""End to end against a real `wma model-server` process on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from wma_model_server.protocol import decode_infer_response, encode_infer_request
+
+pytestmark = pytest.mark.slow
+MODEL_ID = "9rfa62j1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wma_cli.main", "model-server", *args]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    args = ["--model-id", MODEL_ID, "--backend", "mock", "--port", str(port), "--max-batch", "8"]
+    log = tmp_path_factory.mktemp("ms") / "server.log"  # a file, not a pipe that could fill up
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(_command(*args), stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "model server did not become ready"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_process_command_line_names_the_model(server: str) -> None:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    assert any("model-server" in line and MODEL_ID in line for line in ps.stdout.splitlines())
+
+
+def test_old_client_request_against_the_real_process(server: str, png: Any) -> None:
+    with httpx.Client(base_url=server, timeout=30) as client:
+        r = client.post(
+            "/check_frame_batch",
+            params={
+                "model_type": "custom",
+                "threshold": 0.75,
+                "debug": "false",
+                "yolo_conf_threshold": 0.8,
+            },
+            files=[("files", (f"{i}.jpg", png(v), "image/png")) for i, v in enumerate((51, 255))],
+        )
+        assert r.status_code == 200
+        assert r.json()["probs"] == pytest.approx([0.2, 1.0], abs=1e-6)
+    # (0.2 + 1.0) / 2 = 0.6 is not above the old client's threshold 0.75
+    assert r.json()["pred_label"] == "REAL"
+    assert r.json()["confidence"] == pytest.approx(0.6, abs=1e-6)
+
+
+def test_bad_inputs_get_4xx_and_the_process_keeps_serving(server: str, png: Any) -> None:
+    with httpx.Client(base_url=server, timeout=30) as client:
+        empty = client.post("/check_frame_batch", files={"other": ("x", b"x")})
+        wrong = client.post("/check_frame_batch", files=[("files", ("a", b"hi", "text/plain"))])
+        corrupt = client.post(
+            "/check_frame_batch",
+            files=[
+                ("files", ("a", png(200, 32)[:-30], "image/png")),
+                ("files", ("b", png(51), "image/png")),
+            ],
+        )
+        many = client.post(
+            "/check_frame_batch",
+            files=[("files", (str(i), png(1), "image/png")) for i in range(65)],
+        )
+        body, headers = encode_infer_request("e2e", [png(153)])
+        infer = client.post(f"/v2/models/{MODEL_ID}/infer", content=body, headers=headers)
+        assert client.get("/v2/health/live").status_code == 200
+    assert empty.status_code == 400
+    assert wrong.status_code == 415
+    assert corrupt.status_code == 200 and corrupt.json()["probs"] == pytest.approx([0.2])
+    assert many.status_code == 413 and "max_files=64" in many.json()["error"]
+    reply = decode_infer_response(infer.content, infer.headers)
+    assert reply.statuses == ["ok"] and reply.probs[0] == pytest.approx(0.6, abs=1e-6)
+
+
+def test_cli_refuses_a_checkpoint_that_does_not_fit(tmp_path: Path) -> None:
+    import torch
+
+    path = tmp_path / "bad.pth"
+    torch.save({"backbone.embeddings.patch_embedding.weight": torch.zeros(32, 3, 14, 14)}, path)
+    done = subprocess.run(
+        _command(
+            "--model-id",
+            "x1",
+            "--backend",
+            "effort",
+            "--checkpoint",
+            str(path),
+            "--port",
+            str(_free_port()),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "backbone.embeddings.position_embedding.weight" in done.stderr

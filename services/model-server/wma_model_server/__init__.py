@@ -1,0 +1,30 @@
+"""wma model server: one Effort (or mock) detector behind the legacy API and OIP v2.
+
+Public API: :func:`create_app`, :class:`ModelServerSettings`; the wire codec lives in
+:mod:`wma_model_server.protocol` and the frame limits in :mod:`wma_model_server.imaging`,
+both reused by the gateway. Importing this package does no work and never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["ModelServerSettings", "__version__", "create_app"]
+
+if TYPE_CHECKING:
+    from wma_model_server.app import create_app
+    from wma_model_server.settings import ModelServerSettings
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import wma_model_server.protocol` (the gateway) stays light.
+    if name == "create_app":
+        from wma_model_server.app import create_app
+
+        return create_app
+    if name == "ModelServerSettings":
+        from wma_model_server.settings import ModelServerSettings
+
+        return ModelServerSettings
+    raise AttributeError(name)

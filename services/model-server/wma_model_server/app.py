@@ -1,0 +1,141 @@
+"""The app factory: wires settings, backend, batcher, routes, errors and telemetry.
+
+``create_app(settings)`` does no work itself; the lifespan builds the backend in
+a thread (unless one is passed in), warms it up and only then reports ready, so
+liveness answers at once while readiness waits for the model. Every error is
+answered here, in one place, as ``{"error": message}`` with its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from opentelemetry import trace
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
+
+from wma_model_server import __version__, routes_legacy, routes_v2
+from wma_model_server.backends import Backend, build_backend
+from wma_model_server.batching import DynamicBatcher
+from wma_model_server.exceptions import ModelServerError, OverloadedError
+from wma_model_server.pipeline import ScoringPipeline
+from wma_model_server.protocol import ProtocolError
+from wma_model_server.settings import ModelServerSettings
+from wma_model_server.state import ServerState
+from wma_model_server.telemetry import ServerMetrics, TelemetryMiddleware
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+async def _load(state: ServerState, given: Backend | None, executor: ThreadPoolExecutor) -> None:
+    settings = state.settings
+    try:
+        backend: Backend = (
+            given if given is not None else await asyncio.to_thread(build_backend, settings)
+        )
+        await asyncio.get_running_loop().run_in_executor(executor, backend.warmup)
+    except ModelServerError as exc:
+        state.error = exc.message
+        log.error("model %s refused: %s", settings.model_id, exc.message)
+        return
+    except Exception as exc:  # our bug or the hardware: keep serving /health/live
+        state.error = f"{type(exc).__name__}: {exc}"
+        log.exception("model %s failed to load", settings.model_id)
+        return
+    batcher = DynamicBatcher(
+        backend,
+        executor,
+        state.metrics,
+        max_batch=settings.max_batch,
+        max_delay_s=settings.max_delay_ms / 1000.0,
+        max_queue_frames=settings.max_queue_frames,
+    )
+    batcher.start()
+    state.backend = backend
+    state.pipeline = ScoringPipeline(
+        backend, batcher, settings.frame_limits, state.metrics, settings.debug_dir
+    )
+    log.info("model %s ready (%s backend)", settings.model_id, backend.kind)
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelServerError)
+    async def domain_error(request: Request, exc: ModelServerError) -> JSONResponse:
+        log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+        headers = None
+        if isinstance(exc, OverloadedError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        return _error(exc.status_code, exc.message, headers)
+
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
+        log.info("%s %s -> 400: %s", request.method, request.url.path, exc)
+        return _error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        ]
+        return _error(400, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+
+def create_app(
+    settings: ModelServerSettings,
+    *,
+    backend: Backend | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """A model-server app; ``backend`` overrides the one the settings would build."""
+    metrics = ServerMetrics(registry)
+    state = ServerState(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One inference thread: forward passes are serialised, batching does the rest.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wma-infer")
+        loading = asyncio.create_task(_load(state, backend, executor))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            with suppress(asyncio.CancelledError):
+                await loading
+            if state.pipeline is not None:
+                await state.pipeline.batcher.stop()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title=f"wma model server {settings.model_id}", version=__version__, lifespan=lifespan
+    )
+    app.state.model_server = state
+    app.include_router(routes_legacy.router)
+    app.include_router(routes_v2.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    _install_error_handlers(app)
+    tracer = trace.get_tracer("wma_model_server", __version__, tracer_provider=tracer_provider)
+    app.add_middleware(TelemetryMiddleware, metrics=metrics, tracer=tracer)
+    return app

@@ -1,0 +1,133 @@
+"""Reading a DeepfakeBench/Effort checkpoint: format, architecture, SVD folding.
+
+Accepts a bare state dict or a dict with ``state_dict`` and ``model_config``,
+strips the DDP ``module.`` prefix, infers the CLIP ViT size from tensor shapes
+and folds every SVD-residual linear (``weight_main + U diag(S) V``) into one
+dense weight. Loading is ``weights_only`` (no pickle code execution). Anything
+that does not fit is a :class:`CheckpointError` naming the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wma_model_server.exceptions import CheckpointError
+
+__all__ = ["EffortArch", "fold_backbone", "infer_arch", "read_checkpoint"]
+
+log = logging.getLogger(__name__)
+_LAYER = re.compile(r"^backbone\.encoder\.layers\.(\d+)\.")
+_SVD_PARTS = ("U_residual", "S_residual", "V_residual")
+_PATCH = "backbone.embeddings.patch_embedding.weight"
+_POSITIONS = "backbone.embeddings.position_embedding.weight"
+
+
+@dataclass(frozen=True)
+class EffortArch:
+    hidden: int
+    layers: int
+    heads: int
+    mlp: int
+    patch: int
+    image: int
+    arcface: bool
+    arcface_s: float | None
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(state_dict without 'module.', model_config)`` of a checkpoint file."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is not a weights-only torch file: {exc}"
+        ) from None
+    config: Any = {}
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state, config = obj["state_dict"], obj.get("model_config") or {}
+    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj
+    else:
+        raise CheckpointError(f"checkpoint {path} is neither a state dict nor has 'state_dict'")
+    if not isinstance(config, dict):
+        raise CheckpointError("checkpoint 'model_config' is not a dict")
+    cleaned: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint entry {key!r} is not a tensor")
+        cleaned[str(key).removeprefix("module.")] = value
+    return cleaned, config
+
+
+def _need(state: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in state:
+        raise CheckpointError(f"checkpoint is missing {key!r}")
+    return state[key]
+
+
+def infer_arch(
+    state: dict[str, torch.Tensor], config: dict[str, Any], num_heads: int | None = None
+) -> EffortArch:
+    """The backbone size from tensor shapes; heads from override, config, else hidden/64."""
+    patch = _need(state, _PATCH)
+    if patch.ndim != 4 or patch.shape[2] != patch.shape[3]:
+        raise CheckpointError(f"{_PATCH!r} has shape {list(patch.shape)}, not [H, 3, P, P]")
+    hidden, size = int(patch.shape[0]), int(patch.shape[2])
+    positions = int(_need(state, _POSITIONS).shape[0])
+    grid = math.isqrt(max(positions - 1, 0))
+    if grid * grid != positions - 1 or grid == 0:
+        raise CheckpointError(f"{_POSITIONS!r} has {positions} rows, not 1 + a square grid")
+    layers = 1 + max((int(m.group(1)) for k in state if (m := _LAYER.match(k))), default=-1)
+    if layers == 0:
+        raise CheckpointError("checkpoint has no 'backbone.encoder.layers.*' tensors")
+    mlp = int(_need(state, "backbone.encoder.layers.0.mlp.fc1.weight").shape[0])
+    heads = num_heads or config.get("num_heads") or config.get("num_attention_heads")
+    heads = int(heads) if heads else max(hidden // 64, 1)
+    if hidden % heads:
+        raise CheckpointError(f"hidden size {hidden} is not divisible by {heads} heads")
+    arcface = "head.s" in state or bool(config.get("use_arcface_head", False))
+    s = config.get("arcface_s")
+    if "head.s" in state:
+        s = float(state["head.s"].reshape(-1)[0])
+    if arcface and s is None:
+        raise CheckpointError("ArcFace head without 'head.s' or model_config.arcface_s")
+    return EffortArch(hidden, layers, heads, mlp, size, grid * size, arcface, s)
+
+
+def _fold(state: dict[str, torch.Tensor], base: str) -> torch.Tensor:
+    main = state[base + "weight_main"]
+    u, s, v = (_need(state, base + part) for part in _SVD_PARTS)
+    rank = s.shape[0] if s.ndim == 1 else -1
+    if u.shape != (main.shape[0], rank) or v.shape != (rank, main.shape[1]):
+        raise CheckpointError(
+            f"SVD residual of {base[:-1]!r} does not fit: weight_main {list(main.shape)}, "
+            f"U {list(u.shape)}, S {list(s.shape)}, V {list(v.shape)}"
+        )
+    folded = main.double() + u.double() @ torch.diag(s.double()) @ v.double()
+    return folded.to(torch.float32)
+
+
+def fold_backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Backbone tensors with the ``backbone.`` prefix removed and SVD residuals folded."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not key.startswith("backbone."):
+            continue
+        name = key.removeprefix("backbone.")
+        if key.endswith(".weight_main"):
+            out[name.removesuffix("weight_main") + "weight"] = _fold(
+                state, key.removesuffix("weight_main")
+            )
+        elif not key.endswith(_SVD_PARTS):
+            out[name] = value.to(torch.float32)
+    return out

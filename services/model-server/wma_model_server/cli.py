@@ -1,0 +1,100 @@
+"""``wma model-server``: run one model server under uvicorn.
+
+Flags override ``WMA_MS_*`` environment variables. ``--model-id`` is required so
+that ``ps`` tells the four servers apart. The checkpoint is loaded before the
+port opens, so a refused checkpoint exits at once (status 2) naming the key.
+Tracing follows ``OTEL_TRACES_EXPORTER`` (``console`` or ``otlp``; default none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = ["register", "run_model_server"]
+
+log = logging.getLogger("wma_model_server")
+
+_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--model-id", {"required": True, "help": "model id served (e.g. 9rfa62j1)"}),
+    ("--backend", {"choices": ["mock", "effort"], "help": "scoring backend (default mock)"}),
+    ("--checkpoint", {"help": "Effort checkpoint (.pth), required for --backend effort"}),
+    ("--host", {"help": "bind address (default 127.0.0.1)"}),
+    ("--port", {"type": int, "help": "port (default 8000)"}),
+    ("--bias", {"type": float, "help": "mock backend: added to every probability"}),
+    ("--device", {"help": "cpu, cuda or cuda:N (default cpu)"}),
+    ("--dtype", {"choices": ["auto", "float32", "bfloat16", "float16"]}),
+    ("--cpu-threads", {"type": int, "help": "effort on CPU: torch threads (default: torch's)"}),
+    ("--num-heads", {"type": int, "help": "attention heads, if not hidden/64"}),
+    ("--max-batch", {"type": int, "help": "frames per forward pass (default 32)"}),
+    ("--max-delay-ms", {"type": float, "help": "batching window (default 5)"}),
+    ("--max-queue-frames", {"type": int, "help": "admitted frames before 429 (default 256)"}),
+    ("--debug-dir", {"help": "opt-in directory where debug=true requests save frames"}),
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "model-server", help="serve one detector (legacy API + Open Inference Protocol v2)"
+    )
+    for flag, options in _FLAGS:
+        parser.add_argument(flag, **options)
+    parser.add_argument("--log-level", default="info", help="uvicorn/logging level")
+    parser.set_defaults(handler=run_model_server)
+
+
+def _tracer_provider(model_id: str) -> Any:
+    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    if exporter_name in ("", "none"):
+        return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    exporter: Any
+    if exporter_name == "console":
+        exporter = ConsoleSpanExporter()
+    elif exporter_name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    else:
+        raise ValueError(f"OTEL_TRACES_EXPORTER={exporter_name!r}: use none, console or otlp")
+    name = os.environ.get("OTEL_SERVICE_NAME", f"wma-model-server-{model_id}")
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def run_model_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from wma_model_server.app import create_app
+    from wma_model_server.backends import build_backend
+    from wma_model_server.exceptions import CheckpointError
+    from wma_model_server.settings import ModelServerSettings
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    overrides = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in _FLAGS
+    }
+    try:
+        settings = ModelServerSettings(**{k: v for k, v in overrides.items() if v is not None})
+        backend = build_backend(settings)
+        provider = _tracer_provider(settings.model_id)
+    except (ValidationError, CheckpointError, ValueError) as exc:
+        print(f"wma model-server: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    app = create_app(settings, backend=backend, tracer_provider=provider)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=args.log_level.lower()
+    )
+    uvicorn.Server(config).run()
+    if provider is not None:
+        provider.shutdown()
+    return 0

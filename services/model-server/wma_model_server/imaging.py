@@ -1,0 +1,127 @@
+"""Frame limits, format sniffing and decoding: the one gate every frame passes.
+
+:class:`FrameLimits` and :func:`validate_frames` are public so that the gateway
+applies exactly the same checks before its fan-out. Formats are recognised by
+magic bytes; image dimensions are read from the header *before* the pixels are
+decoded, so a decompression bomb is refused without being expanded. Frames are
+never written anywhere. All functions are synchronous and CPU-bound: callers on
+an event loop run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wma_model_server.exceptions import (
+    BadRequestError,
+    LimitExceededError,
+    UnsupportedFormatError,
+)
+
+__all__ = ["FrameLimits", "decode_frame", "sniff_format", "validate_frames"]
+
+_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+_PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG"}
+
+
+class FrameLimits(BaseModel):
+    """Per-request limits on frames; each breach is a 4xx naming the limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_files: int = Field(64, ge=1, description="frames per request")
+    max_file_bytes: int = Field(4 * 1024 * 1024, ge=1, description="bytes per encoded frame")
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="bytes per request body")
+    max_frame_pixels: int = Field(
+        4096 * 4096, ge=1, description="width*height of one decoded frame"
+    )
+
+    @model_validator(mode="after")
+    def _below_pillow_guard(self) -> FrameLimits:
+        # Above Pillow's own bomb threshold Pillow warns or raises before we see the size.
+        guard = Image.MAX_IMAGE_PIXELS
+        if guard is not None and self.max_frame_pixels > guard:
+            raise ValueError(f"max_frame_pixels must be <= {guard} (Pillow's bomb guard)")
+        return self
+
+
+def sniff_format(data: bytes) -> str | None:
+    """``"jpeg"`` or ``"png"`` from the magic bytes, else None."""
+    for magic, name in _MAGIC.items():
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def _open(data: bytes, fmt: str, limits: FrameLimits, index: int) -> Image.Image | None:
+    """Open lazily (header only) and check the pixel count; None if the header is unreadable."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LimitExceededError(
+            f"frame {index} exceeds max_frame_pixels={limits.max_frame_pixels}"
+        ) from None
+    except (OSError, SyntaxError, ValueError):
+        return None
+    width, height = image.size
+    if width * height > limits.max_frame_pixels:
+        raise LimitExceededError(
+            f"frame {index} is {width}x{height} pixels, over "
+            f"max_frame_pixels={limits.max_frame_pixels}"
+        )
+    return image
+
+
+def validate_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
+    """Check count, sizes, formats and header dimensions; return each frame's format.
+
+    Raises :class:`BadRequestError` (400) for no frames or an empty frame,
+    :class:`LimitExceededError` (413) for a count/size/pixel limit and
+    :class:`UnsupportedFormatError` (415) for a frame that is not JPEG or PNG.
+    A frame whose header cannot be parsed passes: it is reported as undecodable later.
+    """
+    if not frames:
+        raise BadRequestError("no frames: send at least one JPEG or PNG frame")
+    if len(frames) > limits.max_files:
+        raise LimitExceededError(f"{len(frames)} frames exceed max_files={limits.max_files}")
+    total = sum(len(f) for f in frames)
+    if total > limits.max_request_bytes:
+        raise LimitExceededError(
+            f"frames total {total} bytes, over max_request_bytes={limits.max_request_bytes}"
+        )
+    formats: list[str] = []
+    for index, data in enumerate(frames):
+        if not data:
+            raise BadRequestError(f"frame {index} is empty")
+        if len(data) > limits.max_file_bytes:
+            raise LimitExceededError(
+                f"frame {index} is {len(data)} bytes, over max_file_bytes={limits.max_file_bytes}"
+            )
+        fmt = sniff_format(data)
+        if fmt is None:
+            raise UnsupportedFormatError(f"frame {index} is not a JPEG or PNG image")
+        _open(data, fmt, limits, index)
+        formats.append(fmt)
+    return formats
+
+
+def decode_frame(data: bytes, limits: FrameLimits) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
+    """RGB uint8 ``[H, W, 3]`` pixels of a JPEG/PNG frame, or None if it cannot be decoded."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        return None
+    image = _open(data, fmt, limits, 0)
+    if image is None:
+        return None
+    try:
+        with image:
+            rgb = image.convert("RGB")
+            return np.asarray(rgb, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError):
+        return None

@@ -1,0 +1,134 @@
+"""Open Inference Protocol v2 endpoints: health, metadata and ``infer``.
+
+``infer`` takes input ``images`` (BYTES [N], encoded JPEG/PNG; base64 in JSON
+mode) or ``pixels`` (UINT8 [N, H, W, 3] RGB) and answers ``probs`` (FP32 [N],
+-1.0 where a frame was not scored) and ``status`` (BYTES [N]: ok, undecodable,
+no_face), in JSON or with the binary tensor data extension, as requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from wma_model_server import __version__
+from wma_model_server.exceptions import BadRequestError, LimitExceededError, ModelNotFoundError
+from wma_model_server.pipeline import FrameScores
+from wma_model_server.protocol import (
+    InferRequest,
+    ProtocolError,
+    decode_infer_request,
+    encode_infer_response,
+)
+from wma_model_server.state import ServerState, StateDep, read_body
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v2")
+_OUTPUTS = ("probs", "status")
+
+
+def _check_model(state: ServerState, model_id: str) -> None:
+    if model_id != state.settings.model_id:
+        raise ModelNotFoundError(
+            f"unknown model {model_id!r}; this server serves {state.settings.model_id!r}"
+        )
+
+
+@router.get("")
+async def server_metadata() -> dict[str, Any]:
+    return {
+        "name": "wma-model-server",
+        "version": __version__,
+        "extensions": ["binary_tensor_data"],
+    }
+
+
+@router.get("/health/live")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+async def ready(state: StateDep) -> dict[str, bool]:
+    state.require_pipeline()
+    return {"ready": True}
+
+
+@router.get("/models/{model_id}")
+async def model_metadata(model_id: str, state: StateDep) -> dict[str, Any]:
+    _check_model(state, model_id)
+    return {
+        "name": model_id,
+        "versions": ["1"],
+        "platform": f"wma-{state.settings.backend}",
+        "inputs": [
+            {"name": "images", "datatype": "BYTES", "shape": [-1]},
+            {"name": "pixels", "datatype": "UINT8", "shape": [-1, -1, -1, 3]},
+        ],
+        "outputs": [
+            {"name": "probs", "datatype": "FP32", "shape": [-1]},
+            {"name": "status", "datatype": "BYTES", "shape": [-1]},
+        ],
+    }
+
+
+@router.get("/models/{model_id}/ready")
+async def model_ready(model_id: str, state: StateDep) -> dict[str, Any]:
+    _check_model(state, model_id)
+    state.require_pipeline()
+    return {"name": model_id, "ready": True}
+
+
+async def _score(state: ServerState, request: InferRequest) -> FrameScores:
+    pipeline = state.require_pipeline()
+    unknown = set(request.inputs) - {"images", "pixels"}
+    if unknown or len(request.inputs) != 1:
+        raise BadRequestError("send exactly one input: 'images' (BYTES) or 'pixels' (UINT8)")
+    recrop = request.parameters.get("recrop", False)
+    if not isinstance(recrop, bool):
+        raise BadRequestError("parameter 'recrop' must be a boolean")
+    if "images" in request.inputs:
+        return await pipeline.score_encoded(request.images(), recrop=recrop, debug=False)
+    tensor = request.inputs["pixels"]
+    pixels = tensor.data
+    if tensor.datatype != "UINT8" or pixels.ndim != 4 or pixels.shape[3] != 3:
+        raise BadRequestError("input 'pixels' must be UINT8 with shape [N, H, W, 3]")
+    limits = pipeline.limits
+    n, height, width = pixels.shape[:3]
+    if n == 0 or height == 0 or width == 0:
+        raise BadRequestError("input 'pixels' holds no frames")
+    if n > limits.max_files:
+        raise LimitExceededError(f"{n} frames exceed max_files={limits.max_files}")
+    if height * width > limits.max_frame_pixels:
+        raise LimitExceededError(
+            f"frames of {width}x{height} exceed max_frame_pixels={limits.max_frame_pixels}"
+        )
+    return await pipeline.score_pixels(list(pixels), recrop=recrop)
+
+
+@router.post("/models/{model_id}/infer")
+async def infer(model_id: str, request: Request, state: StateDep) -> Response:
+    _check_model(state, model_id)
+    state.require_pipeline()
+    body = await read_body(request, state.settings.max_request_bytes)
+    decoded = await asyncio.to_thread(decode_infer_request, body, dict(request.headers))
+    wanted = list(decoded.outputs) or list(_OUTPUTS)
+    unknown = [name for name in wanted if name not in _OUTPUTS]
+    if unknown:
+        raise ProtocolError(f"unknown output {unknown[0]!r}; outputs are 'probs' and 'status'")
+    scores = await _score(state, decoded)
+    arrays = {
+        "probs": scores.probs,
+        "status": np.array([s.encode() for s in scores.statuses], dtype=object),
+    }
+    content, headers = encode_infer_response(
+        model_id,
+        decoded.id,
+        {name: arrays[name] for name in wanted},
+        binary=[name for name in wanted if decoded.wants_binary(name)],
+    )
+    return Response(content=content, headers=headers)

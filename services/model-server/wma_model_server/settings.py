@@ -1,0 +1,66 @@
+"""Settings of one model-server process (env prefix ``WMA_MS_``), validated at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wma_model_server.imaging import FrameLimits
+
+__all__ = ["ModelServerSettings"]
+
+
+class ModelServerSettings(BaseSettings):
+    """Everything a model server needs; see docs/model-server.md for each field."""
+
+    model_config = SettingsConfigDict(env_prefix="WMA_MS_", extra="forbid", frozen=True)
+
+    model_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    backend: Literal["mock", "effort"] = "mock"
+    checkpoint: Path | None = None
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    num_heads: int | None = Field(None, ge=1, description="override for the Effort backbone")
+    interpolation: Literal["area", "bilinear", "bicubic", "nearest"] = "area"
+    cpu_threads: int | None = Field(
+        None, ge=1, le=256, description="effort on CPU: torch intra-op threads (process-wide)"
+    )
+    bias: float = Field(0.0, ge=-1.0, le=1.0, description="mock backend: added to every prob")
+
+    max_batch: int = Field(32, ge=1, le=1024)
+    max_delay_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    max_queue_frames: int = Field(256, ge=1)
+
+    max_files: int = Field(64, ge=1)
+    max_file_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    max_frame_pixels: int = Field(4096 * 4096, ge=1)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    debug_dir: Path | None = Field(
+        None, description="opt-in: where debug=true requests may save their frames"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelServerSettings:
+        if self.backend == "effort" and self.checkpoint is None:
+            raise ValueError("backend 'effort' needs a checkpoint path")
+        if self.max_queue_frames < self.max_files:
+            raise ValueError("max_queue_frames must be >= max_files, or full requests never fit")
+        if self.max_request_bytes < self.max_file_bytes:
+            raise ValueError("max_request_bytes must be >= max_file_bytes")
+        self.frame_limits  # noqa: B018 - validates the limits eagerly
+        return self
+
+    @property
+    def frame_limits(self) -> FrameLimits:
+        return FrameLimits(
+            max_files=self.max_files,
+            max_file_bytes=self.max_file_bytes,
+            max_request_bytes=self.max_request_bytes,
+            max_frame_pixels=self.max_frame_pixels,
+        )
