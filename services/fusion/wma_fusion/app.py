@@ -1,0 +1,173 @@
+"""The gateway's HTTP surface: ``create_app`` builds it, nothing runs at import.
+
+Routes: ``POST /v1/analyze``, ``GET /livez``, ``GET /readyz``, ``GET /metrics``.
+The shared ``httpx.AsyncClient`` and the config-reload task live in the lifespan.
+Every :class:`~wma_fusion.errors.GatewayError` becomes ``{"error": ...}`` here, in
+one place, logged without a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+
+from wma_fusion.errors import GatewayError
+from wma_fusion.health import readiness
+from wma_fusion.inputs import read_analyze_request
+from wma_fusion.rollout.serve import RolloutRuntime, serve_analyze
+from wma_fusion.state import RuntimeState, StateHolder, load_state
+from wma_fusion.telemetry import Metrics, make_tracer_provider
+
+log = logging.getLogger("wma_fusion.app")
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler needs; one per app, stored on ``app.state``."""
+
+    holder: StateHolder
+    tracer: trace.Tracer
+    metrics: Metrics
+    client: httpx.AsyncClient | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self.client is None:
+            raise RuntimeError("the gateway's HTTP client is only open inside the lifespan")
+        return self.client
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def _make_client(state: RuntimeState) -> httpx.AsyncClient:
+    n = state.config.fanout.max_connections
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+        timeout=httpx.Timeout(state.config.fanout.deadline_s),
+    )
+
+
+async def handle_analyze(gw: Gateway, request: Request) -> dict[str, Any]:
+    """Read, validate and run one ``/v1/analyze`` request; returns the response body."""
+    start = time.monotonic()
+    state = gw.holder.state
+    span = trace.get_current_span()
+    analyze = await read_analyze_request(request, state.limits)
+    span.set_attribute("wma.frames", len(analyze.frames))
+    # rollout (issue 5): route on this state snapshot, run the paths, answer, record
+    rollout: RolloutRuntime = gw.extras["rollout"]
+    return await serve_analyze(
+        rollout, state, gw.http, analyze, tracer=gw.tracer, metrics=gw.metrics, start=start
+    )
+
+
+def create_app(
+    config_path: str | Path | None = None,
+    *,
+    state: RuntimeState | None = None,
+    tracer_provider: TracerProvider | None = None,
+    env: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """Build the gateway from a config file (reloaded on change) or a ready state."""
+    path = Path(config_path) if config_path is not None else None
+    if state is None:
+        if path is None:
+            raise ValueError("create_app needs a config_path or a state")
+        state = load_state(path, env)
+    metrics = Metrics()
+    holder = StateHolder(state, path, env, on_reload=metrics.record_reload)
+    provider = tracer_provider or make_tracer_provider(state.config.telemetry, env)
+    gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics)
+    gw.extras["rollout"] = RolloutRuntime(metrics.registry, state.config.rollout, env)  # issue 5
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gw.client = _make_client(holder.state)
+        watcher = asyncio.create_task(holder.watch()) if path is not None else None
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await gw.extras["rollout"].drain()  # issue 5: shadow runs still use the client
+            await gw.client.aclose()
+            if tracer_provider is None:
+                provider.shutdown()
+
+    app = FastAPI(title="wma fusion gateway", lifespan=lifespan)
+    app.state.gateway = gw
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        level = logging.WARNING if exc.status_code >= 500 else logging.INFO
+        log.log(level, "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.post("/v1/analyze")
+    async def analyze(request: Request, gw: GatewayDep) -> JSONResponse:
+        start = time.monotonic()
+        slo_ms = gw.holder.state.config.telemetry.slo_ms
+        with gw.tracer.start_as_current_span(
+            "POST /v1/analyze",
+            context=propagate.extract(request.headers),
+            kind=trace.SpanKind.SERVER,
+        ) as span:
+            span.set_attribute("http.request.method", "POST")
+            span.set_attribute("url.path", "/v1/analyze")
+            span.set_attribute("wma.slo.target_ms", slo_ms)
+            status = 500
+            try:
+                body = await handle_analyze(gw, request)
+                status = 200
+                return JSONResponse(body)
+            except GatewayError as exc:
+                status = exc.status_code
+                raise
+            finally:
+                elapsed = time.monotonic() - start
+                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("wma.latency_ms", elapsed * 1000.0)
+                span.set_attribute("wma.slo.exceeded", elapsed * 1000.0 > slo_ms)
+                gw.metrics.request_seconds.labels(outcome=f"{status // 100}xx").observe(elapsed)
+
+    @app.get("/livez")
+    async def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz(gw: GatewayDep) -> JSONResponse:
+        ready, body = await readiness(gw.http, gw.holder.state)
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_route(gw: GatewayDep) -> Response:
+        return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

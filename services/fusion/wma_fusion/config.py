@@ -1,0 +1,207 @@
+"""The gateway configuration: one YAML schema, env overrides, strict validation.
+
+The same file is read by ``wma gateway``, written by ``wma up`` and rendered by the
+Helm chart's ConfigMap. Unknown keys are refused; every refusal names the field
+(``models.1.endpoint: ...``). Nothing here touches the network or the bundle:
+see :mod:`wma_fusion.state` for the checks against the calibrator bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from wma_fusion.errors import ConfigError
+from wma_fusion.rollout.config import RolloutConfig
+
+CONFIG_ENV = "WMA_GATEWAY_CONFIG"
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEntry(_Strict):
+    id: str = Field(pattern=MODEL_ID_PATTERN)
+    endpoint: HttpUrl
+    protocol: Literal["oip", "legacy"] = "oip"
+    aggregator: str | None = None
+    timeout_s: float = Field(default=4.0, gt=0, le=60)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.endpoint).rstrip("/")
+
+
+class CalibratorsConfig(_Strict):
+    path: str = Field(min_length=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class ThresholdsConfig(_Strict):
+    t_low: float = Field(gt=0, lt=1)
+    t_high: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdsConfig:
+        if not self.t_low < self.t_high:
+            raise ValueError(f"t_low ({self.t_low}) must be below t_high ({self.t_high})")
+        return self
+
+
+class BreakerConfig(_Strict):
+    failure_threshold: int = Field(default=5, ge=1, le=1000)
+    reset_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+
+
+class FanoutConfig(_Strict):
+    deadline_s: float = Field(default=4.5, gt=0, le=120)
+    connect_retries: int = Field(default=1, ge=0, le=1)
+    max_connections: int = Field(default=64, ge=1, le=4096)
+    breaker: BreakerConfig = BreakerConfig()
+
+
+class LimitsConfig(_Strict):
+    max_files: int = Field(default=64, ge=1, le=4096)
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_frame_pixels: int = Field(default=16 * 1024 * 1024, ge=1)
+
+
+class TelemetryConfig(_Strict):
+    service_name: str = Field(default="wma-gateway", min_length=1)
+    traces_exporter: Literal["console", "otlp", "none"] | None = None
+    slo_ms: float = Field(default=5000.0, gt=0)
+
+
+class ReloadConfig(_Strict):
+    enabled: bool = True
+    interval_s: float = Field(default=2.0, gt=0, le=3600)
+
+
+class GatewayConfig(_Strict):
+    models: list[ModelEntry] = Field(min_length=1)
+    calibrators: CalibratorsConfig
+    thresholds: ThresholdsConfig | None = None
+    fanout: FanoutConfig = FanoutConfig()
+    limits: LimitsConfig = LimitsConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    reload: ReloadConfig = ReloadConfig()
+    rollout: RolloutConfig = RolloutConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, models: list[ModelEntry]) -> list[ModelEntry]:
+        seen: set[str] = set()
+        for entry in models:
+            if entry.id in seen:
+                raise ValueError(f"model id {entry.id!r} appears twice")
+            seen.add(entry.id)
+        return models
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "<root>"
+    problem = err["msg"]
+    if err["type"] == "extra_forbidden":
+        problem = "unknown key"
+    more = len(exc.errors()) - 1
+    return ConfigError(field, problem + (f" (and {more} more problems)" if more else ""))
+
+
+_MODEL_ENV = re.compile(r"^MODEL([1-9][0-9]*)_(HOST|PORT)$")
+
+
+def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Apply the documented env overrides to a raw (unvalidated) config document."""
+    doc = dict(raw)
+    models = [dict(m) if isinstance(m, dict) else m for m in doc.get("models") or []]
+    hosts: dict[int, dict[str, str]] = {}
+    for name, value in env.items():
+        if match := _MODEL_ENV.match(name):
+            hosts.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    for n, parts in sorted(hosts.items()):
+        var = f"MODEL{n}_{next(iter(parts))}"
+        if n > len(models) or not isinstance(models[n - 1], dict):
+            raise ConfigError(var, f"the config has no models.{n - 1} entry to override")
+        entry = models[n - 1]
+        old = urlsplit(str(entry.get("endpoint", "http://127.0.0.1:8999")))
+        host = parts.get("HOST", old.hostname or "127.0.0.1")
+        port = parts.get("PORT", str(old.port or 8999))
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"MODEL{n}_PORT", f"must be a port number, got {port!r}")
+        entry["endpoint"] = f"{old.scheme or 'http'}://{host}:{port}"
+    if models:
+        doc["models"] = models
+    cal = dict(doc.get("calibrators") or {})
+    if "CALIBRATORS_PATH" in env:
+        cal["path"] = env["CALIBRATORS_PATH"]
+    if "CALIBRATORS_SHA256" in env:
+        cal["sha256"] = env["CALIBRATORS_SHA256"] or None
+    if cal:
+        doc["calibrators"] = cal
+    rollout = dict(doc.get("rollout") or {})
+    if "WMA_ROLLOUT_MODE" in env:
+        rollout["mode"] = env["WMA_ROLLOUT_MODE"]
+    if "WMA_CANARY_PERCENT" in env:
+        rollout["canary_percent"] = env["WMA_CANARY_PERCENT"]
+    if rollout:
+        doc["rollout"] = rollout
+    return doc
+
+
+def parse_config(
+    text: str | bytes, *, base_dir: Path, env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Validate config text; relative calibrator paths resolve against ``base_dir``."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>", "must be a mapping")
+    doc = apply_env(raw, os.environ if env is None else env)
+    try:
+        config = GatewayConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    path = Path(config.calibrators.path)
+    if not path.is_absolute():
+        path = base_dir / path
+        calibrators = config.calibrators.model_copy(update={"path": str(path)})
+        config = config.model_copy(update={"calibrators": calibrators})
+    return config
+
+
+def resolve_config_path(path: str | Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """The config file: ``path`` if given, else ``$WMA_GATEWAY_CONFIG``."""
+    chosen = str(path) if path else (os.environ if env is None else env).get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError("--config", f"no config file given (nor ${CONFIG_ENV})")
+    return Path(chosen)
+
+
+def read_config(path: Path, env: Mapping[str, str] | None = None) -> tuple[GatewayConfig, bytes]:
+    """Read and validate a config file; returns the config and the bytes it came from."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
+    return parse_config(data, base_dir=path.parent, env=env), data

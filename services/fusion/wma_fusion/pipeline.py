@@ -1,0 +1,187 @@
+"""The ensemble path: fan out, aggregate, calibrate, fuse, decide, answer.
+
+:func:`run_ensemble` is the whole path for one batch of frames, callable next to
+the legacy path by the rollout; :meth:`EnsembleResult.response` is the one place
+the response body is built. Every number comes from :mod:`wma_core`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from wma_core import Decision, FusedScore, decide, fuse
+
+from wma_fusion.errors import EnsembleUnavailable
+from wma_fusion.state import Member, RuntimeState
+from wma_fusion.telemetry import Metrics
+from wma_fusion.upstream import MemberReply, call_member
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    reply: MemberReply
+    aggregator: str
+    aggregated: float | None
+    calibrated: float | None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.reply.status,
+            "frames_scored": len(self.reply.probs),
+            "aggregator": self.aggregator,
+            "aggregated": self.aggregated,
+            "calibrated": self.calibrated,
+            "latency_ms": round(self.reply.latency_ms, 3),
+        }
+        if self.reply.error is not None:
+            out["error"] = self.reply.error
+        return out
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    participant_id: str
+    meeting_id: str | None
+    num_frames: int
+    members: dict[str, MemberResult]
+    fused: FusedScore
+    decision: Decision
+    state: RuntimeState
+    latency_ms: float
+    mode: str = "ensemble"
+    served_by: str = "ensemble"
+
+    @property
+    def degraded(self) -> bool:
+        failed = any(m.reply.failed for m in self.members.values())
+        return failed or (self.fused.present > 0 and self.fused.degraded)
+
+    def response(self, **extra: Any) -> dict[str, Any]:
+        """The ``/v1/analyze`` response body (fields may be added, never removed)."""
+        thresholds = self.state.thresholds
+        body: dict[str, Any] = {
+            "participant_id": self.participant_id,
+            "verdict": self.decision.verdict.value,
+            "confidence": self.decision.confidence.value,
+            "fusion_score": self.fused.score,
+            "fusion_interval": list(self.fused.interval),
+            "banner": self.decision.banner.value,
+            "degraded": self.degraded,
+            "num_frames": self.num_frames,
+            "latency_ms": round(self.latency_ms, 3),
+            "thresholds": {
+                "t_low": thresholds.t_low,
+                "t_high": thresholds.t_high,
+                "source": self.state.thresholds_source,
+            },
+            "calibrators_sha256": self.state.bundle.sha256,
+            "models": {mid: m.body() for mid, m in self.members.items()},
+            "mode": self.mode,
+            "served_by": self.served_by,
+        }
+        if self.meeting_id is not None:
+            body["meeting_id"] = self.meeting_id
+        body.update(extra)
+        return body
+
+
+def _score(member: Member, reply: MemberReply) -> MemberResult:
+    aggregated = member.aggregator(reply.probs) if reply.status == "ok" else None
+    calibrated = member.curve(aggregated) if aggregated is not None else None
+    return MemberResult(reply, member.aggregator.name, aggregated, calibrated)
+
+
+async def _traced_call(
+    tracer: trace.Tracer,
+    client: httpx.AsyncClient,
+    state: RuntimeState,
+    member: Member,
+    frames: list[bytes],
+    request_id: str,
+    deadline: float,
+    metrics: Metrics | None,
+) -> MemberReply:
+    entry = member.entry
+    with tracer.start_as_current_span(f"model {entry.id}", kind=trace.SpanKind.CLIENT) as span:
+        span.set_attribute("wma.model.id", entry.id)
+        span.set_attribute("wma.model.protocol", entry.protocol)
+        span.set_attribute("wma.frames.sent", len(frames))
+        reply = await call_member(
+            client,
+            entry,
+            member.breaker,
+            frames,
+            request_id=request_id,
+            deadline=deadline,
+            connect_retries=state.config.fanout.connect_retries,
+        )
+        span.set_attribute("wma.frames.scored", len(reply.probs))
+        span.set_attribute("wma.model.status", reply.status)
+        span.set_attribute("wma.model.retried", reply.retried)
+        span.set_attribute("wma.model.latency_ms", reply.latency_ms)
+        if reply.failed:
+            span.set_status(trace.StatusCode.ERROR, reply.error or reply.status)
+    if metrics is not None:
+        metrics.model_seconds.labels(model=entry.id).observe(reply.latency_ms / 1000.0)
+        metrics.model_outcomes.labels(model=entry.id, status=reply.status).inc()
+        metrics.circuit_open.labels(model=entry.id).set(
+            0 if member.breaker.state == "closed" else 1
+        )
+    return reply
+
+
+async def run_ensemble(
+    state: RuntimeState,
+    client: httpx.AsyncClient,
+    frames: list[bytes],
+    participant_id: str,
+    *,
+    meeting_id: str | None = None,
+    tracer: trace.Tracer | None = None,
+    metrics: Metrics | None = None,
+) -> EnsembleResult:
+    """Score ``frames`` with every member and decide; frames must already be validated.
+
+    Raises :class:`EnsembleUnavailable` (503) when every member failed.
+    """
+    tracer = tracer or trace.get_tracer(__name__)
+    start = time.monotonic()
+    deadline = start + state.config.fanout.deadline_s
+    request_id = uuid.uuid4().hex
+    replies = await asyncio.gather(
+        *(
+            _traced_call(tracer, client, state, m, frames, request_id, deadline, metrics)
+            for m in state.members
+        )
+    )
+    members = {m.id: _score(m, r) for m, r in zip(state.members, replies, strict=True)}
+    if all(r.failed for r in replies):
+        raise EnsembleUnavailable(
+            "no ensemble member answered",
+            models={mid: m.body() for mid, m in members.items()},
+        )
+    with tracer.start_as_current_span("fusion") as span:
+        fused = fuse({mid: m.calibrated for mid, m in members.items()}, state.output_ranges())
+        decision = decide(fused, state.thresholds)
+        span.set_attribute("wma.fusion.present", fused.present)
+        span.set_attribute("wma.fusion.interval", list(fused.interval))
+        span.set_attribute("wma.verdict", decision.verdict.value)
+    latency_ms = (time.monotonic() - start) * 1000.0
+    result = EnsembleResult(
+        participant_id, meeting_id, len(frames), members, fused, decision, state, latency_ms
+    )
+    return result
+
+
+def count_answer(metrics: Metrics, result: EnsembleResult) -> None:
+    """Count a served answer (the rollout may run the ensemble without serving it)."""
+    metrics.verdicts.labels(verdict=result.decision.verdict.value).inc()
+    metrics.banners.labels(banner=result.decision.banner.value).inc()
+    if result.degraded:
+        metrics.degraded.inc()

@@ -1,0 +1,111 @@
+"""``wma rollout report``: the rollout report over recorded comparison data.
+
+Hooked into ``wma`` by ``wma_fusion.cli`` calling :func:`register_rollout`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wma_fusion.rollout.gates import UNCERTAIN_BAND
+
+if TYPE_CHECKING:
+    from wma_fusion.rollout.report import Labels
+
+
+def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
+    rollout = subparsers.add_parser("rollout", help="rollout tools (comparison report)")
+    sub = rollout.add_subparsers(dest="rollout_command", metavar="SUBCOMMAND", required=True)
+    report = sub.add_parser(
+        "report", help="agreement, latency, errors and gates from comparison records"
+    )
+    report.add_argument("files", nargs="+", type=Path, metavar="FILE", help="record files")
+    report.add_argument(
+        "--labels",
+        type=Path,
+        help="CSV with a 'label' (real|fake) column and one key column: participant_id_hash, "
+        "participant_id, meeting_id_hash or meeting_id",
+    )
+    report.add_argument("--out", type=Path, default=Path("rollout-report"), help="output folder")
+    report.add_argument(
+        "--hash-key-env",
+        default="WMA_RECORD_HASH_KEY",
+        help="env var holding the records' hash key, to match labels keyed by raw ids",
+    )
+    report.add_argument("--slo-ms", type=float, default=5000.0, help="latency SLO (ms)")
+    report.add_argument(
+        "--uncertain-band",
+        type=float,
+        nargs=2,
+        default=list(UNCERTAIN_BAND),
+        metavar=("LO", "HI"),
+        help="accepted ensemble uncertain rate, as fractions (default 0.01 0.04)",
+    )
+    report.add_argument("--strict", action="store_true", help="exit 1 when a gate fails")
+    report.set_defaults(handler=run_report)
+
+
+def _labels(args: argparse.Namespace, records: list[dict[str, Any]]) -> Labels | None:
+    from wma_fusion.rollout.records import IdHasher
+    from wma_fusion.rollout.report import ReportError, load_labels
+
+    if args.labels is None:
+        return None
+    raw_ids = any("participant_id" in r for r in records)
+    hasher: IdHasher | None = None
+    if not raw_ids:
+        key = os.environ.get(args.hash_key_env, "")
+        if key:
+            hasher = IdHasher(key.encode())
+            ids = {r.get("hash_key_id") for r in records} - {None}
+            if ids and hasher.key_id not in ids:
+                sys.stderr.write(
+                    f"warning: the key in {args.hash_key_env} is not the key the records were "
+                    "hashed with; raw-id labels will match nothing\n"
+                )
+    labels = load_labels(args.labels, hasher)
+    if not raw_ids and hasher is None and not labels.key.endswith("_hash"):
+        raise ReportError(
+            f"{args.labels} is keyed by raw ids but the records hold keyed hashes: set "
+            f"{args.hash_key_env} to the gateway's hash key (or pass --hash-key-env NAME)"
+        )
+    return labels
+
+
+def run_report(args: argparse.Namespace) -> int:
+    # Imported here so that ``wma --help`` does not load numpy and matplotlib.
+    from wma_fusion.rollout.gates import GateStatus, judge_gates
+    from wma_fusion.rollout.report import ReportError, compute_report, load_records
+    from wma_fusion.rollout.report_render import (
+        plot_confusion,
+        plot_latency,
+        render_text,
+        write_summary,
+    )
+
+    try:
+        records, skipped = load_records(args.files)
+        if not records:
+            raise ReportError("no comparison records found in the given files")
+        labels = _labels(args, records)
+    except ReportError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    report = compute_report(records, labels, slo_ms=args.slo_ms, skipped_lines=skipped)
+    gates = judge_gates(report, uncertain_band=tuple(args.uncertain_band))
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [
+        write_summary(report, gates, args.out / "report.json"),
+        plot_latency(records, args.slo_ms, args.out / "latency.png"),
+        plot_confusion(report, args.out / "confusion.png"),
+    ]
+    sys.stdout.write(render_text(report, gates) + "\n")
+    sys.stdout.write("wrote: " + ", ".join(str(p) for p in written) + "\n")
+    if labels is not None and report.paths["ensemble"].labelled == 0:
+        sys.stderr.write("warning: no record matched a label (check the key column and hash key)\n")
+    failed = any(g.status is GateStatus.FAILS for g in gates)
+    return 1 if args.strict and failed else 0

@@ -1,0 +1,145 @@
+"""The legacy single-model path: the old client's call and banding, as a value.
+
+One ``POST /check_frame_batch`` to the configured legacy model server with the
+old client's query, the mean of the per-frame probabilities it returns, and the
+old banding (RED at ``>= thr + margin``, YELLOW at ``>= thr - margin``, else
+GREEN). Failures are values (:class:`LegacyStatus`), never exceptions, so a
+shadowed legacy call cannot fail the request it rides along with; the caller
+decides what a failure means (503 when legacy serves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from wma_core import Banner, Verdict, legacy_banner
+from wma_model_server.imaging import sniff_format
+from wma_model_server.protocol import ProtocolError, parse_legacy_response
+
+from wma_fusion.rollout.config import LegacyPath
+
+# Exactly what the old meeting client sent; it read only ``probs``.
+LEGACY_QUERY = {
+    "model_type": "custom",
+    "threshold": "0.75",
+    "debug": "false",
+    "yolo_conf_threshold": "0.8",
+}
+
+_VERDICT_OF_BANNER = {
+    Banner.RED: Verdict.FAKE,
+    Banner.YELLOW: Verdict.UNCERTAIN,
+    Banner.GREEN: Verdict.REAL,
+    Banner.NONE: Verdict.NO_FACE,
+}
+
+
+class LegacyStatus(StrEnum):
+    OK = "ok"
+    NO_FACES = "no_faces"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class LegacyResult:
+    """The outcome of one legacy call; ``banner``/``verdict`` are ``None`` on failure."""
+
+    status: LegacyStatus
+    latency_ms: float
+    threshold: float
+    margin: float
+    probs: tuple[float, ...] = field(default=(), repr=False)
+    mean_prob: float | None = None
+    banner: Banner | None = None
+    verdict: Verdict | None = None
+    error: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        """The legacy model gave an answer (possibly with no scored frame)."""
+        return self.status in (LegacyStatus.OK, LegacyStatus.NO_FACES)
+
+    def detail(self) -> dict[str, Any]:
+        """The ``legacy`` object of a response served by this path."""
+        return {
+            "mean_prob": self.mean_prob,
+            "probs_scored": len(self.probs),
+            "threshold": self.threshold,
+            "margin": self.margin,
+        }
+
+
+def band(probs: Sequence[float], threshold: float, margin: float) -> tuple[Banner, float | None]:
+    """The old banding of the mean probability; no scored frame -> ``NONE``."""
+    if not probs:
+        return Banner.NONE, None
+    mean_prob = sum(probs) / len(probs)
+    return legacy_banner(mean_prob, threshold, margin), mean_prob
+
+
+def verdict_of(banner: Banner) -> Verdict:
+    """RED -> FAKE, YELLOW -> UNCERTAIN, GREEN -> REAL, NONE -> NO_FACE."""
+    return _VERDICT_OF_BANNER[banner]
+
+
+def _files(frames: Sequence[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    files = []
+    for i, frame in enumerate(frames):
+        fmt = sniff_format(frame) or "jpeg"
+        files.append(
+            ("files", (f"frame{i}.{'png' if fmt == 'png' else 'jpg'}", frame, f"image/{fmt}"))
+        )
+    return files
+
+
+async def _call(
+    client: httpx.AsyncClient, path: LegacyPath, frames: Sequence[bytes]
+) -> list[float]:
+    url = f"{str(path.endpoint).rstrip('/')}/check_frame_batch"
+    response = await client.post(
+        url, params=LEGACY_QUERY, files=_files(frames), timeout=httpx.Timeout(path.timeout_s)
+    )
+    if response.status_code != 200:
+        raise ProtocolError(
+            f"legacy model answered HTTP {response.status_code}: {response.text[:200]}"
+        )
+    try:
+        payload = response.json()
+    except ValueError:
+        raise ProtocolError("legacy model answered with a body that is not JSON") from None
+    return parse_legacy_response(payload)
+
+
+async def run_legacy(
+    client: httpx.AsyncClient, path: LegacyPath, frames: Sequence[bytes]
+) -> LegacyResult:
+    """Call the legacy model on ``frames`` within ``path.timeout_s`` and band its answer."""
+    start = time.perf_counter()
+
+    def result(status: LegacyStatus, **kwargs: Any) -> LegacyResult:
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        return LegacyResult(status, latency_ms, path.threshold, path.margin, **kwargs)
+
+    try:
+        async with asyncio.timeout(path.timeout_s):
+            probs = await _call(client, path, frames)
+    except (TimeoutError, httpx.TimeoutException):
+        return result(
+            LegacyStatus.TIMEOUT, error=f"legacy model timed out after {path.timeout_s} s"
+        )
+    except httpx.HTTPError as exc:
+        return result(LegacyStatus.ERROR, error=f"legacy model unreachable: {type(exc).__name__}")
+    except ProtocolError as exc:
+        return result(LegacyStatus.ERROR, error=str(exc))
+    banner, mean_prob = band(probs, path.threshold, path.margin)
+    status = LegacyStatus.OK if probs else LegacyStatus.NO_FACES
+    return result(
+        status, probs=tuple(probs), mean_prob=mean_prob, banner=banner, verdict=verdict_of(banner)
+    )

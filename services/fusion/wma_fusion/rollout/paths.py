@@ -1,0 +1,123 @@
+"""The two paths as the analyze route runs them, and the legacy path's response.
+
+:func:`ensemble_run` and :func:`legacy_run` wrap the gateway's ensemble pipeline
+and the legacy client with a span and failure counting; a run that does not
+serve turns every failure into a :class:`PathOutcome` instead of raising.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+
+from wma_fusion.errors import GatewayError, LegacyUnavailable
+from wma_fusion.inputs import AnalyzeInput
+from wma_fusion.pipeline import EnsembleResult, run_ensemble
+from wma_fusion.rollout.legacy import LegacyResult, run_legacy
+from wma_fusion.rollout.metrics import RolloutMetrics
+from wma_fusion.rollout.records import PathOutcome
+from wma_fusion.rollout.router import Route
+from wma_fusion.state import RuntimeState
+from wma_fusion.telemetry import Metrics
+
+log = logging.getLogger("wma.rollout")
+
+EnsembleRun = EnsembleResult | PathOutcome  # a failed shadow run is only an outcome
+
+
+async def ensemble_run(
+    state: RuntimeState,
+    client: httpx.AsyncClient,
+    req: AnalyzeInput,
+    *,
+    tracer: trace.Tracer,
+    metrics: Metrics,
+    rollout: RolloutMetrics,
+    served: bool,
+) -> EnsembleRun:
+    """The ensemble path; when it does not serve, a failure is returned, not raised."""
+    start = time.monotonic()
+    try:
+        return await run_ensemble(
+            state,
+            client,
+            req.frames,
+            req.participant_id,
+            meeting_id=req.meeting_id,
+            tracer=tracer,
+            metrics=metrics,
+        )
+    except Exception as exc:
+        rollout.path_failures.labels(path="ensemble", status="error").inc()
+        if served:
+            raise
+        if isinstance(exc, GatewayError):
+            message = exc.message
+        else:  # our own bug: keep the traceback, but never fail the served answer
+            log.error("shadowed ensemble run failed", exc_info=True)
+            message = f"internal error ({type(exc).__name__})"
+        return PathOutcome("error", (time.monotonic() - start) * 1000.0, error=message)
+
+
+async def legacy_run(
+    state: RuntimeState,
+    client: httpx.AsyncClient,
+    req: AnalyzeInput,
+    *,
+    tracer: trace.Tracer,
+    rollout: RolloutMetrics,
+) -> LegacyResult:
+    """The legacy path; its failures are always values (see :class:`LegacyResult`)."""
+    path = state.config.rollout.legacy
+    if path is None:  # the config refuses a non-ensemble mode without a legacy endpoint
+        raise LegacyUnavailable("no legacy endpoint is configured")
+    with tracer.start_as_current_span("legacy model", kind=trace.SpanKind.CLIENT) as span:
+        result = await run_legacy(client, path, req.frames)
+        span.set_attribute("wma.legacy.status", result.status.value)
+        span.set_attribute("wma.frames.scored", len(result.probs))
+        if not result.answered:
+            span.set_status(trace.StatusCode.ERROR, result.error or result.status.value)
+            rollout.path_failures.labels(path="legacy", status=result.status.value).inc()
+    return result
+
+
+def ensemble_outcome(run: EnsembleRun) -> PathOutcome:
+    if isinstance(run, PathOutcome):
+        return run
+    return PathOutcome(
+        status="ok" if run.fused.present else "no_faces",
+        latency_ms=round(run.latency_ms, 3),
+        verdict=run.decision.verdict.value,
+        banner=run.decision.banner.value,
+        score=run.fused.score,
+        interval=run.fused.interval,
+        degraded=run.degraded,
+    )
+
+
+def legacy_body(
+    result: LegacyResult, req: AnalyzeInput, plan: Route, latency_ms: float
+) -> dict[str, Any]:
+    """The response served by the legacy path; a failed call is a 503."""
+    if not result.answered or result.verdict is None or result.banner is None:
+        raise LegacyUnavailable(
+            result.error or "the legacy model gave no answer", legacy_status=result.status.value
+        )
+    body: dict[str, Any] = {
+        "participant_id": req.participant_id,
+        "verdict": result.verdict.value,
+        "banner": result.banner.value,
+        "degraded": False,
+        "num_frames": len(req.frames),
+        "latency_ms": round(latency_ms, 3),
+        "mode": plan.mode.value,
+        "served_by": plan.served_by.value,
+        "legacy": result.detail(),
+    }
+    if req.meeting_id is not None:
+        body["meeting_id"] = req.meeting_id
+    return body

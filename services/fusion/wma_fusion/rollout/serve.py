@@ -1,0 +1,185 @@
+"""The rollout inside ``/v1/analyze``: route, run the paths, answer, record.
+
+:func:`serve_analyze` is called by the gateway's analyze route with the state
+snapshot the request read once at its start, so a hot reload (e.g. a rollback
+from canary to legacy) changes the next request, never one in flight. Both
+paths start at once; the serving one is awaited, the shadowed one finishes in a
+background task that writes the comparison record, so it never delays or fails
+the served answer. :class:`RolloutRuntime` (one per app) owns the record
+writer, the rollout metrics and those background tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
+
+from wma_fusion.errors import GatewayError
+from wma_fusion.inputs import AnalyzeInput
+from wma_fusion.pipeline import EnsembleResult, count_answer
+from wma_fusion.rollout.config import RecordSink, RolloutConfig, RolloutMode
+from wma_fusion.rollout.legacy import LegacyResult
+from wma_fusion.rollout.metrics import RolloutMetrics
+from wma_fusion.rollout.paths import (
+    EnsembleRun,
+    ensemble_outcome,
+    ensemble_run,
+    legacy_body,
+    legacy_run,
+)
+from wma_fusion.rollout.records import PathOutcome, RecordWriter, build_record, legacy_outcome
+from wma_fusion.rollout.router import Route, ServedBy, route
+from wma_fusion.state import RuntimeState
+from wma_fusion.telemetry import Metrics
+
+log = logging.getLogger("wma.rollout")
+
+
+class RolloutRuntime:
+    """Per-app rollout state: metrics, the record writer, in-flight shadow tasks."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        rollout: RolloutConfig,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.metrics = RolloutMetrics(registry)
+        self._environ = environ
+        self._writer: RecordWriter | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        if rollout.mode in (RolloutMode.SHADOW, RolloutMode.CANARY):
+            self.writer(rollout.records)  # warns about a missing hash key at startup
+
+    def writer(self, sink: RecordSink) -> RecordWriter:
+        """The writer for ``sink``, rebuilt when a reload changed the sink."""
+        if self._writer is None or self._writer.sink != sink:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = RecordWriter(sink, environ=self._environ)
+        return self._writer
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Let shadow runs finish (each is bounded by its own deadline), then close."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in set(self._tasks):
+            task.cancel()
+        self.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _outcome_of_failure(exc: BaseException, start: float) -> PathOutcome:
+    message = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
+    return PathOutcome("error", (time.monotonic() - start) * 1000.0, error=message)
+
+
+async def _compare(
+    rt: RolloutRuntime,
+    state: RuntimeState,
+    req: AnalyzeInput,
+    plan: Route,
+    tasks: tuple[asyncio.Task[LegacyResult], asyncio.Task[EnsembleRun]],
+    start: float,
+) -> None:
+    """Wait for both paths, then count the banner pair and write the record."""
+    leg, ens = await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        leg_out = (
+            legacy_outcome(leg)
+            if isinstance(leg, LegacyResult)
+            else _outcome_of_failure(leg, start)
+        )
+        ens_out = (
+            _outcome_of_failure(ens, start)
+            if isinstance(ens, BaseException)
+            else ensemble_outcome(ens)
+        )
+        rt.metrics.observe_comparison(leg_out.banner, ens_out.banner)
+        writer = rt.writer(state.config.rollout.records)
+        writer.write(
+            build_record(
+                writer.hasher,
+                mode=plan.mode.value,
+                served_by=plan.served_by.value,
+                participant_id=req.participant_id,
+                meeting_id=req.meeting_id,
+                num_frames=len(req.frames),
+                legacy=leg_out,
+                ensemble=ens_out,
+                config_sha256=state.config_sha256,
+                calibrators_sha256=state.bundle.sha256,
+            )
+        )
+    except Exception:
+        log.error("could not write the comparison record", exc_info=True)
+
+
+async def serve_analyze(
+    rt: RolloutRuntime,
+    state: RuntimeState,
+    client: httpx.AsyncClient,
+    req: AnalyzeInput,
+    *,
+    tracer: trace.Tracer,
+    metrics: Metrics,
+    start: float,
+) -> dict[str, Any]:
+    """Answer one validated request under ``state``'s rollout mode; returns the body."""
+    plan = route(state.config.rollout, req.participant_id)
+    span = trace.get_current_span()
+    span.set_attribute("wma.rollout.mode", plan.mode.value)
+    span.set_attribute("wma.rollout.served_by", plan.served_by.value)
+    serve_legacy = plan.served_by is ServedBy.LEGACY
+    legacy_task = ensemble_task = None
+    if plan.run_legacy:
+        legacy_task = asyncio.create_task(
+            legacy_run(state, client, req, tracer=tracer, rollout=rt.metrics)
+        )
+    if plan.run_ensemble:
+        ensemble_task = asyncio.create_task(
+            ensemble_run(
+                state,
+                client,
+                req,
+                tracer=tracer,
+                metrics=metrics,
+                rollout=rt.metrics,
+                served=not serve_legacy,
+            )
+        )
+    if legacy_task is not None and ensemble_task is not None:
+        rt.spawn(_compare(rt, state, req, plan, (legacy_task, ensemble_task), start))
+    rt.metrics.served.labels(mode=plan.mode.value, served_by=plan.served_by.value).inc()
+    if serve_legacy:
+        assert legacy_task is not None
+        result = await legacy_task
+        body = legacy_body(result, req, plan, (time.monotonic() - start) * 1000.0)
+        metrics.verdicts.labels(verdict=body["verdict"]).inc()
+        metrics.banners.labels(banner=body["banner"]).inc()
+    else:
+        assert ensemble_task is not None
+        run = await ensemble_task
+        assert isinstance(run, EnsembleResult)  # a serving run raises instead
+        count_answer(metrics, run)
+        latency_ms = round((time.monotonic() - start) * 1000.0, 3)
+        body = run.response(latency_ms=latency_ms, mode=plan.mode.value, served_by="ensemble")
+    span.set_attribute("wma.verdict", body["verdict"])
+    span.set_attribute("wma.degraded", bool(body["degraded"]))
+    return body

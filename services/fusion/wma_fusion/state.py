@@ -1,0 +1,183 @@
+"""The gateway's runtime state: config + loaded bundle + per-model members.
+
+A :class:`RuntimeState` is immutable; a config reload builds a new one off to the
+side and swaps it in with one assignment, so a request always sees one coherent
+state. :class:`StateHolder` owns the swap, the file polling (by content hash: a
+ConfigMap update swaps a symlink, so mtime alone is not enough) and keeps each
+member's circuit breaker across reloads while the member's endpoint is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from wma_calibrators.bundle import BundleError, CalibratorBundle, load_bundle
+from wma_core import Aggregator, IsotonicCurve, Thresholds, parse_aggregator
+from wma_model_server.imaging import FrameLimits
+
+from wma_fusion.breaker import CircuitBreaker
+from wma_fusion.config import GatewayConfig, ModelEntry, read_config
+from wma_fusion.errors import ConfigError
+
+log = logging.getLogger("wma_fusion.state")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One ensemble member: where it is, how to speak to it, how to read its scores."""
+
+    entry: ModelEntry
+    aggregator: Aggregator
+    curve: IsotonicCurve
+    breaker: CircuitBreaker
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    config: GatewayConfig
+    bundle: CalibratorBundle
+    members: tuple[Member, ...]
+    thresholds: Thresholds
+    thresholds_source: str  # "config" | "bundle"
+    limits: FrameLimits
+    config_sha256: str
+
+    def output_ranges(self) -> dict[str, tuple[float, float]]:
+        return {m.id: m.curve.output_range for m in self.members}
+
+
+BreakerKey = tuple[str, str]
+
+
+def build_state(
+    config: GatewayConfig,
+    config_bytes: bytes = b"",
+    breakers: Mapping[BreakerKey, CircuitBreaker] | None = None,
+) -> RuntimeState:
+    """Load the bundle and check the config against it; raises :class:`ConfigError`."""
+    try:
+        bundle = load_bundle(config.calibrators.path, config.calibrators.sha256)
+    except BundleError as exc:
+        field = "calibrators.sha256" if exc.field == "sha256" else "calibrators.path"
+        raise ConfigError(field, f"bundle {config.calibrators.path}: {exc}") from None
+    members = []
+    for i, entry in enumerate(config.models):
+        calibrator = bundle.models.get(entry.id)
+        if calibrator is None:
+            raise ConfigError(
+                f"models.{i}.id", f"the calibrator bundle has no calibrator for {entry.id!r}"
+            )
+        if entry.aggregator is not None and entry.aggregator != calibrator.aggregator:
+            raise ConfigError(
+                f"models.{i}.aggregator",
+                f"{entry.aggregator!r} differs from the bundle's {calibrator.aggregator!r} "
+                "(the calibrator was fitted on that aggregator: train/serve skew)",
+            )
+        fb = config.fanout.breaker
+        key = (entry.id, entry.base_url)
+        breaker = (breakers or {}).get(key)
+        if breaker is None or (breaker.failure_threshold, breaker.reset_timeout_s) != (
+            fb.failure_threshold,
+            fb.reset_timeout_s,
+        ):
+            breaker = CircuitBreaker(fb.failure_threshold, fb.reset_timeout_s)
+        members.append(
+            Member(entry, parse_aggregator(calibrator.aggregator), calibrator.curve, breaker)
+        )
+    if config.thresholds is not None:
+        thresholds = Thresholds(config.thresholds.t_low, config.thresholds.t_high)
+        source = "config"
+    else:
+        thresholds, source = bundle.thresholds, "bundle"
+    try:
+        limits = FrameLimits(**config.limits.model_dump())
+    except ValueError as exc:
+        raise ConfigError("limits", str(exc)) from None
+    return RuntimeState(
+        config=config,
+        bundle=bundle,
+        members=tuple(members),
+        thresholds=thresholds,
+        thresholds_source=source,
+        limits=limits,
+        config_sha256=hashlib.sha256(config_bytes).hexdigest(),
+    )
+
+
+def load_state(path: Path, env: Mapping[str, str] | None = None) -> RuntimeState:
+    """Read, validate and load everything a config file names."""
+    config, data = read_config(path, env)
+    return build_state(config, data)
+
+
+class StateHolder:
+    """Holds the current state and replaces it when the config file's content changes."""
+
+    def __init__(
+        self,
+        state: RuntimeState,
+        path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        on_reload: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.path = path
+        self._env = env
+        self._on_reload = on_reload
+        self._seen = self._digest() if path is not None else None
+
+    def _digest(self) -> str | None:
+        assert self.path is not None
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return None
+        # The bundle can change under the same config (its own ConfigMap): hash both.
+        bundle = Path(self.state.config.calibrators.path)
+        try:
+            data += b"\0" + bundle.read_bytes()
+        except OSError:
+            pass
+        return hashlib.sha256(data).hexdigest()
+
+    def reload_if_changed(self) -> bool | None:
+        """Reload when the files changed; True/False for a reload that took/was refused."""
+        if self.path is None:
+            return None
+        digest = self._digest()
+        if digest is None or digest == self._seen:
+            return None
+        self._seen = digest
+        breakers = {(m.id, m.entry.base_url): m.breaker for m in self.state.members}
+        try:
+            config, data = read_config(self.path, self._env)
+            new_state = build_state(config, data, breakers)
+        except ConfigError as exc:
+            log.warning("refused new config %s, keeping the old one: %s", self.path, exc)
+            self._notify(False)
+            return False
+        self.state = new_state
+        log.info("loaded new config %s (sha256 %s)", self.path, new_state.config_sha256[:12])
+        self._notify(True)
+        return True
+
+    def _notify(self, ok: bool) -> None:
+        if self._on_reload is not None:
+            self._on_reload(ok)
+
+    async def watch(self) -> None:
+        """Poll for changes until cancelled (the app's lifespan runs this as a task)."""
+        while True:
+            interval = self.state.config.reload.interval_s
+            await asyncio.sleep(interval)
+            if self.state.config.reload.enabled:
+                await asyncio.to_thread(self.reload_if_changed)
