@@ -76,8 +76,9 @@ class LocalPod:
         mounts = self._materialise(spec["volumes"], container["volumeMounts"], configmaps)
         argv = [*container["command"], *container["args"]]
         assert argv[0] == "wma", f"{self.name}: the chart must run the wma entrypoint"
-        argv[0] = str(WMA)
-        argv = [self._remap(a, mounts) for a in argv]
+        # Remap the rendered args only: the local executable may itself live
+        # under a path the pod mounts over (e.g. a checkout in /tmp).
+        argv = [str(WMA), *(self._remap(a, mounts) for a in argv[1:])]
         argv[argv.index("--host") + 1] = "127.0.0.1"
         argv[argv.index("--port") + 1] = str(port)
         self.argv = argv

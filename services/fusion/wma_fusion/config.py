@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from wma_model_server.imaging import FrameLimits
 
 from wma_fusion.errors import ConfigError
 from wma_fusion.rollout.config import RolloutConfig
@@ -77,11 +78,17 @@ class FanoutConfig(_Strict):
     breaker: BreakerConfig = BreakerConfig()
 
 
+_MEMBER_LIMITS = FrameLimits()
+
+
 class LimitsConfig(_Strict):
-    max_files: int = Field(default=64, ge=1, le=4096)
-    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
-    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
-    max_frame_pixels: int = Field(default=16 * 1024 * 1024, ge=1)
+    """Request limits; the defaults are the model server's, so a frame the
+    gateway accepts is never refused by a member."""
+
+    max_files: int = Field(default=_MEMBER_LIMITS.max_files, ge=1, le=4096)
+    max_file_bytes: int = Field(default=_MEMBER_LIMITS.max_file_bytes, ge=1)
+    max_request_bytes: int = Field(default=_MEMBER_LIMITS.max_request_bytes, ge=1)
+    max_frame_pixels: int = Field(default=_MEMBER_LIMITS.max_frame_pixels, ge=1)
 
 
 class TelemetryConfig(_Strict):

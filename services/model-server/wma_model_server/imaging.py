@@ -35,11 +35,15 @@ class FrameLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    max_files: int = Field(64, ge=1, description="frames per request")
-    max_file_bytes: int = Field(4 * 1024 * 1024, ge=1, description="bytes per encoded frame")
-    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="bytes per request body")
+    max_files: int = Field(default=64, ge=1, description="frames per request")
+    max_file_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1, description="bytes per encoded frame"
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="bytes per request body"
+    )
     max_frame_pixels: int = Field(
-        4096 * 4096, ge=1, description="width*height of one decoded frame"
+        default=4096 * 4096, ge=1, description="width*height of one decoded frame"
     )
 
     @model_validator(mode="after")

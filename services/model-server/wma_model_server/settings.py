@@ -12,6 +12,8 @@ from wma_model_server.imaging import FrameLimits
 
 __all__ = ["ModelServerSettings"]
 
+_LIMITS = FrameLimits()
+
 
 class ModelServerSettings(BaseSettings):
     """Everything a model server needs; see docs/model-server.md for each field."""
@@ -34,10 +36,11 @@ class ModelServerSettings(BaseSettings):
     max_delay_ms: float = Field(5.0, ge=0.0, le=1000.0)
     max_queue_frames: int = Field(256, ge=1)
 
-    max_files: int = Field(64, ge=1)
-    max_file_bytes: int = Field(4 * 1024 * 1024, ge=1)
-    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
-    max_frame_pixels: int = Field(4096 * 4096, ge=1)
+    # Defaults live in FrameLimits only (the gateway uses the same ones).
+    max_files: int = Field(default=_LIMITS.max_files, ge=1)
+    max_file_bytes: int = Field(default=_LIMITS.max_file_bytes, ge=1)
+    max_request_bytes: int = Field(default=_LIMITS.max_request_bytes, ge=1)
+    max_frame_pixels: int = Field(default=_LIMITS.max_frame_pixels, ge=1)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
