@@ -46,5 +46,18 @@ demo: install
 up: install
 	$(BIN)/wma up
 
+# Rebuild calibrators/mock.json from its seeded synthetic training set, and the
+# chart's copy of it (docs/calibrators.md).
+mock-bundle: install
+	mkdir -p build/mock-bundle
+	$(BIN)/wma calibrate synth --seed 7 --out build/mock-bundle/mock-train.csv
+	$(BIN)/wma calibrate fit build/mock-bundle/mock-train.csv --out calibrators/mock.json \
+		--created 2024-01-01T00:00:00Z
+	cp calibrators/mock.json charts/wma-ensemble/files/mock.json
+
+bench: install
+	$(BIN)/python benchmarks/model_server_bench.py
+	$(BIN)/python benchmarks/gateway_bench.py --requests 32
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
