@@ -66,3 +66,37 @@ def test_participants_are_independent_and_forgotten_when_idle() -> None:
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="calm_after"):
         ParticipantTracker(calm_after=0)
+
+
+def test_no_face_answers_neither_count_towards_nor_break_a_calm_down() -> None:
+    tracker = ParticipantTracker(calm_after=3)
+    shown = feed(tracker, ["RED", "GREEN", "NONE", "GREEN", "NONE", "GREEN"])
+    assert shown == ["RED", "RED", "-", "RED", "-", "GREEN"]
+
+
+def test_a_worse_answer_during_a_calm_down_escalates_at_once_and_restarts_it() -> None:
+    tracker = ParticipantTracker(calm_after=2)
+    shown = feed(tracker, ["YELLOW", "GREEN", "RED", "GREEN", "GREEN"])
+    assert shown == ["YELLOW", "YELLOW", "RED", "RED", "GREEN"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_calm_down_takes_exactly_n_calmer_answers(n: int) -> None:
+    tracker = ParticipantTracker(calm_after=n)
+    shown = feed(tracker, ["RED"] + ["GREEN"] * n)
+    assert shown == ["RED"] * n + ["GREEN"]
+    update = tracker.update("p", answer("GREEN"))
+    assert update is not None and not update.changed
+
+
+def test_a_participant_is_forgotten_once_silent_for_the_idle_ttl() -> None:
+    clock = Clock()
+    tracker = ParticipantTracker(idle_ttl_s=30.0, clock=clock)
+    feed(tracker, ["RED"])
+    clock.now = 10.0
+    feed(tracker, ["NONE"])  # a NO_FACE answer still shows the participant is there
+    clock.now = 39.9
+    assert tracker.banner("p") is Banner.RED  # reading does not keep it alive
+    clock.now = 40.0  # 30 s after the last answer
+    assert tracker.forget_idle() == ["p"] and len(tracker) == 0
+    assert tracker.banner("p") is Banner.NONE

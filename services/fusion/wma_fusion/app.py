@@ -128,6 +128,7 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     @app.post("/v1/analyze")

@@ -10,15 +10,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wma_fusion.config import GatewayConfig
 
 log = logging.getLogger("wma_fusion.cli")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+GRACE_MARGIN_S = 5.0
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +37,11 @@ def register(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="run the local stack: 4 mock models, legacy, gateway")
     up.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--calibrators", type=Path, help="bundle (default calibrators/mock.json)")
+    up.add_argument(
+        "--calibrators",
+        type=Path,
+        help="bundle (default: $CALIBRATORS_PATH, else the checkout's calibrators/mock.json)",
+    )
     up.set_defaults(handler=run_up)
 
     analyze = subparsers.add_parser("analyze", help="send a directory of face crops")
@@ -71,10 +80,29 @@ def run_gateway(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"wma gateway: invalid config: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    grace = graceful_timeout_s(app.state.gateway.holder.state.config)
+    # uvicorn drains, then re-raises the signal it caught under the handlers that were
+    # there before it: with these no-op handlers a drained shutdown exits 0, not -15.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _ignore_signal)
     uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=grace,
     )
     return 0
+
+
+def graceful_timeout_s(config: GatewayConfig) -> int:
+    """How long shutdown waits for requests in flight: each one ends within the
+    fan-out deadline (the legacy path's budget is capped by it too), plus a margin."""
+    return max(10, math.ceil(config.fanout.deadline_s + GRACE_MARGIN_S))
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    return None
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -85,9 +113,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def _local_gateway(bundle: Path | None = None) -> Iterator[str]:
     """A temporary local stack with its gateway on a thread; yields the gateway URL."""
     from wma_fusion.app import create_app
-    from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, LocalStack
+    from wma_fusion.stack import GatewayThread, LocalStack, resolve_bundle
 
-    with LocalStack(bundle_path=bundle or DEFAULT_BUNDLE) as stack:
+    with LocalStack(bundle_path=resolve_bundle(bundle)) as stack:
         assert stack.config_path is not None
         server = GatewayThread(create_app(stack.config_path)).start()
         try:
@@ -100,13 +128,18 @@ def run_up(args: argparse.Namespace) -> int:
     import uvicorn
 
     from wma_fusion.app import create_app
-    from wma_fusion.stack import DEFAULT_BUNDLE, LocalStack
+    from wma_fusion.stack import LocalStack, StackError, resolve_bundle
 
     _setup_logging()
+    try:
+        bundle = resolve_bundle(args.calibrators)
+    except StackError as exc:
+        print(f"wma up: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     # SIGTERM during start-up must still stop the children (they run in their own groups).
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        with LocalStack(bundle_path=args.calibrators or DEFAULT_BUNDLE) as stack:
+        with LocalStack(bundle_path=bundle) as stack:
             assert stack.config_path is not None
             for model in stack.models.values():
                 log.info(
@@ -168,6 +201,7 @@ def format_result(result: dict[str, Any]) -> str:
 
 def run_analyze(args: argparse.Namespace) -> int:
     from wma_fusion.client import FusionClientError
+    from wma_fusion.stack import StackError
 
     if not args.image_dir.is_dir():
         print(f"wma analyze: {args.image_dir} is not a directory", file=sys.stderr)  # noqa: T201
@@ -177,10 +211,10 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"wma analyze: no JPEG/PNG files in {args.image_dir}", file=sys.stderr)  # noqa: T201
         return 2
     with contextlib.ExitStack() as stack:
-        url = args.gateway or stack.enter_context(_local_gateway())
         try:
+            url = args.gateway or stack.enter_context(_local_gateway())
             result = asyncio.run(_analyze(url, frames, args.participant_name))
-        except FusionClientError as exc:
+        except (FusionClientError, StackError) as exc:
             print(f"wma analyze: {exc}", file=sys.stderr)  # noqa: T201
             return 1
     print(json.dumps(result, indent=2) if args.json else format_result(result))  # noqa: T201
@@ -189,5 +223,10 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from wma_fusion.demo import run
+    from wma_fusion.stack import StackError
 
-    return run(args.gateway)
+    try:
+        return run(args.gateway)
+    except StackError as exc:
+        print(f"wma demo: {exc}", file=sys.stderr)  # noqa: T201
+        return 1

@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from wma_model_server.exceptions import ModelServerError
 from wma_model_server.imaging import FrameLimits, validate_frames
 
 from wma_fusion.errors import InputError, PayloadTooLarge, UnsupportedMedia
 
-PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: "$" would allow "\n"
 FRAME_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "application/octet-stream"})
 MAX_FIELD_BYTES = 4096
 
@@ -50,10 +50,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             f"request body is {declared} bytes, over max_request_bytes={max_bytes}"
         )
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"request body is over max_request_bytes={max_bytes}")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise PayloadTooLarge(f"request body is over max_request_bytes={max_bytes}")
+    except ClientDisconnect:  # the caller's doing, not our bug: no 500, no traceback
+        raise InputError("the client disconnected before sending the whole body") from None
     return bytes(body)
 
 
@@ -131,10 +134,10 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
     )
     if participant_id is None:
         raise InputError("participant_id is required (form field or query parameter)")
-    if not PARTICIPANT_ID.match(participant_id):
+    if not PARTICIPANT_ID.fullmatch(participant_id):
         raise InputError("participant_id must be 1-128 characters of [A-Za-z0-9._:@-]")
     meeting_id = _text_field(parts, "meeting_id") or request.query_params.get("meeting_id")
-    if meeting_id is not None and not PARTICIPANT_ID.match(meeting_id):
+    if meeting_id is not None and not PARTICIPANT_ID.fullmatch(meeting_id):
         raise InputError("meeting_id must be 1-128 characters of [A-Za-z0-9._:@-]")
     if not frames:
         raise InputError("no frames: send one or more JPEG/PNG images in the 'files' field")

@@ -6,6 +6,7 @@ fifth mock server for the rollout's legacy path, waits until each is ready, writ
 gateway config pointing at them and, if asked, serves the gateway on a thread. On
 exit (or any start failure) every child is stopped: SIGTERM to its group, then
 SIGKILL. Used by ``wma up``, ``wma analyze``, the demo, the tests and the benchmark.
+:func:`resolve_bundle` finds its calibrator bundle (a wheel does not ship one).
 """
 
 from __future__ import annotations
@@ -13,37 +14,60 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
-import uvicorn
 import yaml
-from fastapi import FastAPI
+
+from wma_fusion.threaded import GatewayThread, StackError, free_port
+
+__all__ = [
+    "BUNDLE_ENV",
+    "DEFAULT_BUNDLE",
+    "DEFAULT_MODEL_IDS",
+    "LEGACY_MODEL_ID",
+    "GatewayThread",
+    "LocalStack",
+    "ModelProcess",
+    "StackError",
+    "free_port",
+    "gateway_config",
+    "resolve_bundle",
+    "start_model_server",
+    "wait_ready",
+]
 
 DEFAULT_MODEL_IDS = ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m")
 LEGACY_MODEL_ID = "legacy"
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# Only in a source checkout (or an editable install): a wheel does not ship it.
 DEFAULT_BUNDLE = REPO_ROOT / "calibrators" / "mock.json"
+BUNDLE_ENV = "CALIBRATORS_PATH"
 
 
-class StackError(RuntimeError):
-    """A child of the stack did not start (its log tail is in the message)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def resolve_bundle(
+    explicit: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    default: Path = DEFAULT_BUNDLE,
+) -> Path:
+    """The local stack's bundle: ``explicit``, else ``$CALIBRATORS_PATH``, else the
+    checkout's ``calibrators/mock.json``; a clear :class:`StackError` when none exists."""
+    chosen = explicit or Path((os.environ if env is None else env).get(BUNDLE_ENV) or default)
+    if not chosen.is_file():
+        raise StackError(
+            f"calibrator bundle {chosen} not found: set {BUNDLE_ENV} to a bundle file "
+            "(or pass `wma up --calibrators PATH`); the default calibrators/mock.json "
+            "exists only in a source checkout, not in an installed wheel"
+        )
+    return chosen
 
 
 @dataclass
@@ -139,39 +163,6 @@ def gateway_config(
         doc["rollout"] = {"mode": "ensemble", "legacy": {"endpoint": legacy_url}}
     doc.update(overrides)
     return doc
-
-
-class GatewayThread:
-    """A gateway app served by uvicorn on a thread, on a socket bound before start."""
-
-    def __init__(self, app: FastAPI, port: int = 0, host: str = "127.0.0.1") -> None:
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
-        # log_config=None: uvicorn's records reach the root logger (and test captures).
-        config = uvicorn.Config(
-            app, log_config=None, log_level="warning", timeout_graceful_shutdown=5
-        )
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    def start(self, timeout: float = 30.0) -> GatewayThread:
-        self._thread.start()
-        end = time.monotonic() + timeout
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > end:
-                raise StackError("the gateway did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(15)
-        self._sock.close()
 
 
 class LocalStack:

@@ -4,7 +4,8 @@ A :class:`RuntimeState` is immutable; a config reload builds a new one off to th
 side and swaps it in with one assignment, so a request always sees one coherent
 state. :class:`StateHolder` owns the swap, the file polling (by content hash: a
 ConfigMap update swaps a symlink, so mtime alone is not enough) and keeps each
-member's circuit breaker across reloads while the member's endpoint is unchanged.
+member's circuit breaker (and the rollout's legacy path's) across reloads while
+its endpoint and the breaker settings are unchanged.
 """
 
 from __future__ import annotations
@@ -50,12 +51,39 @@ class RuntimeState:
     thresholds_source: str  # "config" | "bundle"
     limits: FrameLimits
     config_sha256: str
+    # The rollout's legacy path has a breaker of its own, like a member's.
+    legacy_breaker: CircuitBreaker | None = None
 
     def output_ranges(self) -> dict[str, tuple[float, float]]:
         return {m.id: m.curve.output_range for m in self.members}
 
 
 BreakerKey = tuple[str, str]
+# Model ids are never empty, so this key cannot collide with a member's.
+LEGACY_BREAKER_ID = ""
+
+
+def _breaker(
+    config: GatewayConfig, key: BreakerKey, breakers: Mapping[BreakerKey, CircuitBreaker]
+) -> CircuitBreaker:
+    """The breaker kept under ``key`` if its settings still hold, else a fresh one."""
+    fb = config.fanout.breaker
+    breaker = breakers.get(key)
+    if breaker is None or (breaker.failure_threshold, breaker.reset_timeout_s) != (
+        fb.failure_threshold,
+        fb.reset_timeout_s,
+    ):
+        breaker = CircuitBreaker(fb.failure_threshold, fb.reset_timeout_s)
+    return breaker
+
+
+def breakers_of(state: RuntimeState) -> dict[BreakerKey, CircuitBreaker]:
+    """Every breaker of ``state`` by (id, endpoint), for :func:`build_state` to reuse."""
+    kept = {(m.id, m.entry.base_url): m.breaker for m in state.members}
+    legacy = state.config.rollout.legacy
+    if legacy is not None and state.legacy_breaker is not None:
+        kept[(LEGACY_BREAKER_ID, str(legacy.endpoint))] = state.legacy_breaker
+    return kept
 
 
 def build_state(
@@ -82,14 +110,7 @@ def build_state(
                 f"{entry.aggregator!r} differs from the bundle's {calibrator.aggregator!r} "
                 "(the calibrator was fitted on that aggregator: train/serve skew)",
             )
-        fb = config.fanout.breaker
-        key = (entry.id, entry.base_url)
-        breaker = (breakers or {}).get(key)
-        if breaker is None or (breaker.failure_threshold, breaker.reset_timeout_s) != (
-            fb.failure_threshold,
-            fb.reset_timeout_s,
-        ):
-            breaker = CircuitBreaker(fb.failure_threshold, fb.reset_timeout_s)
+        breaker = _breaker(config, (entry.id, entry.base_url), breakers or {})
         members.append(
             Member(entry, parse_aggregator(calibrator.aggregator), calibrator.curve, breaker)
         )
@@ -98,6 +119,12 @@ def build_state(
         source = "config"
     else:
         thresholds, source = bundle.thresholds, "bundle"
+    legacy = config.rollout.legacy
+    legacy_breaker = (
+        None
+        if legacy is None
+        else _breaker(config, (LEGACY_BREAKER_ID, str(legacy.endpoint)), breakers or {})
+    )
     try:
         limits = FrameLimits(**config.limits.model_dump())
     except ValueError as exc:
@@ -110,6 +137,7 @@ def build_state(
         thresholds_source=source,
         limits=limits,
         config_sha256=hashlib.sha256(config_bytes).hexdigest(),
+        legacy_breaker=legacy_breaker,
     )
 
 
@@ -157,10 +185,9 @@ class StateHolder:
         if digest is None or digest == self._seen:
             return None
         self._seen = digest
-        breakers = {(m.id, m.entry.base_url): m.breaker for m in self.state.members}
         try:
             config, data = read_config(self.path, self._env)
-            new_state = build_state(config, data, breakers)
+            new_state = build_state(config, data, breakers_of(self.state))
         except ConfigError as exc:
             log.warning("refused new config %s, keeping the old one: %s", self.path, exc)
             self._notify(False)

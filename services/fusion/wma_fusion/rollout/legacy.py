@@ -5,7 +5,10 @@ old client's query, the mean of the per-frame probabilities it returns, and the
 old banding (RED at ``>= thr + margin``, YELLOW at ``>= thr - margin``, else
 GREEN). Failures are values (:class:`LegacyStatus`), never exceptions, so a
 shadowed legacy call cannot fail the request it rides along with; the caller
-decides what a failure means (503 when legacy serves).
+decides what a failure means (503 when legacy serves). Like an ensemble member,
+the legacy model sits behind a circuit breaker (``circuit_open``: not called),
+and a call's budget is the smaller of its own ``timeout_s`` and the fan-out
+deadline the caller passes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from wma_core import Banner, Verdict, legacy_banner
 from wma_model_server.imaging import sniff_format
 from wma_model_server.protocol import ProtocolError, parse_legacy_response
 
+from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.rollout.config import LegacyPath
 
 # Exactly what the old meeting client sent; it read only ``probs``.
@@ -45,6 +49,7 @@ class LegacyStatus(StrEnum):
     NO_FACES = "no_faces"
     TIMEOUT = "timeout"
     ERROR = "error"
+    CIRCUIT_OPEN = "circuit_open"
 
 
 @dataclass(frozen=True)
@@ -100,11 +105,11 @@ def _files(frames: Sequence[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
 
 
 async def _call(
-    client: httpx.AsyncClient, path: LegacyPath, frames: Sequence[bytes]
+    client: httpx.AsyncClient, path: LegacyPath, frames: Sequence[bytes], budget_s: float
 ) -> list[float]:
     url = f"{str(path.endpoint).rstrip('/')}/check_frame_batch"
     response = await client.post(
-        url, params=LEGACY_QUERY, files=_files(frames), timeout=httpx.Timeout(path.timeout_s)
+        url, params=LEGACY_QUERY, files=_files(frames), timeout=httpx.Timeout(budget_s)
     )
     if response.status_code != 200:
         raise ProtocolError(
@@ -118,26 +123,46 @@ async def _call(
 
 
 async def run_legacy(
-    client: httpx.AsyncClient, path: LegacyPath, frames: Sequence[bytes]
+    client: httpx.AsyncClient,
+    path: LegacyPath,
+    frames: Sequence[bytes],
+    *,
+    breaker: CircuitBreaker | None = None,
+    deadline_s: float | None = None,
 ) -> LegacyResult:
-    """Call the legacy model on ``frames`` within ``path.timeout_s`` and band its answer."""
+    """Call the legacy model on ``frames`` and band its answer.
+
+    The call gets ``min(path.timeout_s, deadline_s)`` seconds; ``breaker`` (if any)
+    may refuse it at once (``circuit_open``) and learns from its outcome.
+    """
     start = time.perf_counter()
+    budget_s = path.timeout_s if deadline_s is None else min(path.timeout_s, deadline_s)
 
     def result(status: LegacyStatus, **kwargs: Any) -> LegacyResult:
         latency_ms = (time.perf_counter() - start) * 1000.0
+        if breaker is not None and status is not LegacyStatus.CIRCUIT_OPEN:
+            if status in (LegacyStatus.OK, LegacyStatus.NO_FACES):
+                breaker.record_success()
+            else:
+                breaker.record_failure()
         return LegacyResult(status, latency_ms, path.threshold, path.margin, **kwargs)
 
+    if breaker is not None and not breaker.allow():
+        return result(LegacyStatus.CIRCUIT_OPEN, error="legacy model's circuit breaker is open")
     try:
-        async with asyncio.timeout(path.timeout_s):
-            probs = await _call(client, path, frames)
+        async with asyncio.timeout(budget_s):
+            probs = await _call(client, path, frames, budget_s)
     except (TimeoutError, httpx.TimeoutException):
-        return result(
-            LegacyStatus.TIMEOUT, error=f"legacy model timed out after {path.timeout_s} s"
-        )
+        return result(LegacyStatus.TIMEOUT, error=f"legacy model timed out after {budget_s:g} s")
     except httpx.HTTPError as exc:
         return result(LegacyStatus.ERROR, error=f"legacy model unreachable: {type(exc).__name__}")
     except ProtocolError as exc:
         return result(LegacyStatus.ERROR, error=str(exc))
+    except asyncio.CancelledError:
+        # A half-open probe that never reports would keep the breaker shut for good.
+        if breaker is not None:
+            breaker.record_failure()
+        raise
     banner, mean_prob = band(probs, path.threshold, path.margin)
     status = LegacyStatus.OK if probs else LegacyStatus.NO_FACES
     return result(

@@ -25,6 +25,8 @@ from wma_fusion.state import RuntimeState
 from wma_fusion.telemetry import Metrics
 
 log = logging.getLogger("wma.rollout")
+# The ``model`` label of the legacy path in ``wma_gateway_circuit_open``.
+LEGACY_GAUGE_LABEL = "legacy"
 
 EnsembleRun = EnsembleResult | PathOutcome  # a failed shadow run is only an outcome
 
@@ -70,18 +72,36 @@ async def legacy_run(
     *,
     tracer: trace.Tracer,
     rollout: RolloutMetrics,
+    metrics: Metrics | None = None,
 ) -> LegacyResult:
-    """The legacy path; its failures are always values (see :class:`LegacyResult`)."""
+    """The legacy path; its failures are always values (see :class:`LegacyResult`).
+
+    The call is bounded by ``min(legacy.timeout_s, fanout.deadline_s)`` and goes
+    through the legacy model's own circuit breaker (kept across reloads).
+    """
     path = state.config.rollout.legacy
     if path is None:  # the config refuses a non-ensemble mode without a legacy endpoint
         raise LegacyUnavailable("no legacy endpoint is configured")
+    breaker = state.legacy_breaker
     with tracer.start_as_current_span("legacy model", kind=trace.SpanKind.CLIENT) as span:
-        result = await run_legacy(client, path, req.frames)
+        result = await run_legacy(
+            client,
+            path,
+            req.frames,
+            breaker=breaker,
+            deadline_s=state.config.fanout.deadline_s,
+        )
         span.set_attribute("wma.legacy.status", result.status.value)
+        span.set_attribute("wma.frames.sent", len(req.frames))
         span.set_attribute("wma.frames.scored", len(result.probs))
+        span.set_attribute("wma.legacy.latency_ms", result.latency_ms)
         if not result.answered:
             span.set_status(trace.StatusCode.ERROR, result.error or result.status.value)
             rollout.path_failures.labels(path="legacy", status=result.status.value).inc()
+    if metrics is not None and breaker is not None:
+        metrics.circuit_open.labels(model=LEGACY_GAUGE_LABEL).set(
+            0 if breaker.state == "closed" else 1
+        )
     return result
 
 

@@ -23,7 +23,7 @@ from wma_fusion.rollout.records import RECORD_KIND, IdHasher
 
 PATHS = ("legacy", "ensemble")
 BANNERS = ("NONE", "GREEN", "YELLOW", "RED", "ERROR")
-FAILED_STATUSES = frozenset({"timeout", "error"})
+FAILED_STATUSES = frozenset({"timeout", "error", "circuit_open"})
 LABEL_KEYS = ("participant_id_hash", "participant_id", "meeting_id_hash", "meeting_id")
 
 

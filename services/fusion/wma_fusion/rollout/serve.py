@@ -150,7 +150,7 @@ async def serve_analyze(
     legacy_task = ensemble_task = None
     if plan.run_legacy:
         legacy_task = asyncio.create_task(
-            legacy_run(state, client, req, tracer=tracer, rollout=rt.metrics)
+            legacy_run(state, client, req, tracer=tracer, rollout=rt.metrics, metrics=metrics)
         )
     if plan.run_ensemble:
         ensemble_task = asyncio.create_task(

@@ -1,0 +1,223 @@
+"""Real ``wma gateway`` processes: replicas agree on the canary, shutdown drains.
+
+The gateways are separate processes started as an operator would
+(``python -m wma_cli.main gateway --config ... --port ...``); their upstreams are
+an in-process mock model server (it serves both the OIP member and the legacy
+``/check_frame_batch`` path) or a test-local member that holds its answers until
+the test releases them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi import FastAPI, Request, Response
+from wma_fusion.rollout.canary import in_canary
+from wma_fusion.samples import grey_frame
+from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, free_port
+from wma_model_server.app import create_app as create_model_server
+from wma_model_server.settings import ModelServerSettings
+
+pytestmark = pytest.mark.slow
+MEMBER = "9rfa62j1"
+SALT = "replica-salt"
+FRAME = grey_frame(60)
+
+
+class GatewayProcess:
+    """One ``wma gateway`` child process on a free loopback port."""
+
+    def __init__(self, config: Path, log: Path, hash_seed: str = "0") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "wma_cli.main", "gateway", "--config", str(config)]
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OTEL_TRACES_EXPORTER": "none"}
+        env["WMA_RECORD_HASH_KEY"] = "k"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*cmd, "--port", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        end = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, f"gateway exited:\n{self.output()}"
+            try:
+                if httpx.get(f"{self.url}/livez", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < end, f"gateway did not start:\n{self.output()}"
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def analyze(client: httpx.Client, url: str, pid: str) -> httpx.Response:
+    files = [("files", ("f.png", FRAME, "image/png"))]
+    return client.post(f"{url}/v1/analyze", data={"participant_id": pid}, files=files)
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[str]:
+    settings = ModelServerSettings(model_id=MEMBER, backend="mock")
+    server = GatewayThread(create_model_server(settings)).start()
+    end = time.monotonic() + 30
+    while httpx.get(f"{server.url}/v2/health/ready").status_code != 200:
+        assert time.monotonic() < end, "model server not ready"
+        time.sleep(0.05)
+    yield server.url
+    server.stop()
+
+
+def served_by(url: str, ids: list[str]) -> list[str]:
+    def one(pid: str) -> str:
+        with httpx.Client(timeout=30) as client:
+            response = analyze(client, url, pid)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["mode"] == "canary" and body["participant_id"] == pid
+        return str(body["served_by"])
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, ids))
+
+
+def test_two_gateway_processes_route_every_participant_alike_across_a_restart(
+    model_server: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    doc = {
+        "models": [{"id": MEMBER, "endpoint": model_server}],
+        "calibrators": {"path": str(DEFAULT_BUNDLE)},
+        "reload": {"enabled": False},
+        "rollout": {
+            "mode": "canary",
+            "canary_percent": 30.0,
+            "canary_salt": SALT,
+            "shadow_other_path": False,
+            "legacy": {"endpoint": model_server},
+            "records": {"log": False},
+        },
+    }
+    config.write_text(yaml.safe_dump(doc))
+    ids = [f"meeting-7:participant-{i}@example.org" for i in range(200)]
+    expected = ["ensemble" if in_canary(pid, 30.0, SALT) else "legacy" for pid in ids]
+    assert 30 < expected.count("ensemble") < 90  # the sample has both sides
+    # Different hash seeds: Python's hash() would route differently in each process.
+    first = GatewayProcess(config, tmp_path / "a.log", hash_seed="1")
+    second = GatewayProcess(config, tmp_path / "b.log", hash_seed="2")
+    try:
+        assert served_by(first.url, ids) == expected
+        assert served_by(second.url, ids) == expected
+        second.terminate()
+        assert second.process.wait(30) == 0
+        restarted = GatewayProcess(config, tmp_path / "b2.log", hash_seed="3")
+        try:
+            assert served_by(restarted.url, ids) == expected
+        finally:
+            restarted.kill()
+    finally:
+        first.kill()
+        second.kill()
+
+
+class HoldingMember:
+    """A legacy-protocol member that answers only when the test releases it."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.release = threading.Event()
+        app = FastAPI()
+
+        @app.post("/check_frame_batch")
+        async def check(request: Request) -> Response:
+            await request.body()
+            self.held += 1
+            end = time.monotonic() + 30
+            while not self.release.is_set() and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+            body = {"pred_label": "REAL", "confidence": 0.2, "probs": [0.2]}
+            return Response(json.dumps(body), media_type="application/json")
+
+        self.server = GatewayThread(app).start()
+
+
+def test_sigterm_drains_in_flight_requests_then_refuses_connections(tmp_path: Path) -> None:
+    member = HoldingMember()
+    config = tmp_path / "gateway.yaml"
+    doc = {
+        "models": [
+            {"id": MEMBER, "endpoint": member.server.url, "protocol": "legacy", "timeout_s": 30}
+        ],
+        "calibrators": {"path": str(DEFAULT_BUNDLE)},
+        "fanout": {"deadline_s": 30},
+        "reload": {"enabled": False},
+    }
+    config.write_text(yaml.safe_dump(doc))
+    gateway = GatewayProcess(config, tmp_path / "gw.log")
+    in_flight = 4
+    try:
+        with ThreadPoolExecutor(in_flight) as pool:
+
+            def one(i: int) -> httpx.Response:
+                with httpx.Client(timeout=60) as client:
+                    return analyze(client, gateway.url, f"p{i}")
+
+            futures = [pool.submit(one, i) for i in range(in_flight)]
+            end = time.monotonic() + 30
+            while member.held < in_flight:  # every request is waiting on the member
+                assert time.monotonic() < end, "requests never reached the member"
+                time.sleep(0.02)
+            gateway.terminate()
+            refused = False
+            end = time.monotonic() + 30
+            while not refused:  # the listening socket closes at once...
+                try:
+                    httpx.get(f"{gateway.url}/livez", timeout=2)
+                except httpx.ConnectError:
+                    refused = True
+                assert time.monotonic() < end, "still accepting connections after SIGTERM"
+                time.sleep(0.05)
+            # ...while the requests in flight still wait on the member
+            assert not any(f.done() for f in futures)
+            assert gateway.process.poll() is None
+            member.release.set()
+            responses: list[Any] = [f.result(timeout=60) for f in futures]
+        assert [r.status_code for r in responses] == [200] * in_flight
+        assert {r.json()["verdict"] for r in responses} <= {"REAL", "UNCERTAIN", "FAKE"}
+        assert all(r.json()["models"][MEMBER]["status"] == "ok" for r in responses)
+        assert gateway.process.wait(30) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{gateway.url}/livez", timeout=2)
+        assert "Traceback" not in gateway.output()
+    finally:
+        member.release.set()
+        gateway.kill()
+        member.server.stop()

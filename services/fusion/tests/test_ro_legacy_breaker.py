@@ -1,0 +1,223 @@
+"""The legacy path's circuit breaker and time budget, as a member's.
+
+A test-local legacy server on loopback that can fail (HTTP 500) or hold its answer
+until the test releases it; a real in-process mock model server as the ensemble.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi import FastAPI, Request, Response
+from wma_fusion.app import create_app
+from wma_fusion.breaker import BreakerState, CircuitBreaker
+from wma_fusion.rollout.config import LegacyPath
+from wma_fusion.rollout.legacy import LegacyStatus, run_legacy
+from wma_fusion.samples import grey_frame
+from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread
+from wma_fusion.state import StateHolder, load_state
+from wma_model_server.app import create_app as create_model_server
+from wma_model_server.settings import ModelServerSettings
+
+MEMBER = "9rfa62j1"
+KEY_ENV = {"WMA_RECORD_HASH_KEY": "k"}
+
+
+class LegacyServer:
+    """A legacy ``/check_frame_batch`` server whose behaviour the test sets."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.hold = False
+        self.release = threading.Event()
+        self.calls = 0
+        self.held = 0
+        app = FastAPI()
+
+        @app.post("/check_frame_batch")
+        async def check(request: Request) -> Response:
+            await request.body()
+            self.calls += 1
+            if self.failing:
+                return Response(b'{"error": "boom"}', 500, media_type="application/json")
+            if self.hold:
+                self.held += 1
+                end = time.monotonic() + 20
+                while not self.release.is_set() and time.monotonic() < end:
+                    await asyncio.sleep(0.02)
+            body = {"pred_label": "REAL", "confidence": 0.1, "probs": [0.1]}
+            return Response(json.dumps(body), media_type="application/json")
+
+        self.server = GatewayThread(app)
+        self.url = self.server.url
+
+
+@pytest.fixture(scope="module")
+def member() -> Iterator[str]:
+    settings = ModelServerSettings(model_id=MEMBER, backend="mock")
+    server = GatewayThread(create_model_server(settings)).start()
+    end = time.monotonic() + 30
+    while httpx.get(f"{server.url}/v2/health/ready").status_code != 200:
+        assert time.monotonic() < end, "model server not ready"
+        time.sleep(0.05)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def legacy() -> Iterator[LegacyServer]:
+    server = LegacyServer()
+    server.server.start()
+    yield server
+    server.release.set()
+    server.server.stop()
+
+
+def write_config(path: Path, member: str, legacy: str, **rollout: Any) -> Path:
+    doc: dict[str, Any] = {
+        "models": [{"id": MEMBER, "endpoint": member}],
+        "calibrators": {"path": str(DEFAULT_BUNDLE)},
+        "fanout": {"deadline_s": 10.0, "breaker": {"failure_threshold": 2, "reset_timeout_s": 1}},
+        "reload": {"enabled": False},
+        "rollout": {"mode": "legacy", "legacy": {"endpoint": legacy, "timeout_s": 10.0}},
+    }
+    doc["rollout"].update(rollout)
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def analyze(url: str, pid: str = "p") -> httpx.Response:
+    files = [("files", ("f.png", grey_frame(60), "image/png"))]
+    return httpx.post(f"{url}/v1/analyze", data={"participant_id": pid}, files=files, timeout=30)
+
+
+def metric(url: str, prefix: str) -> float:
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    return sum(float(x.split()[-1]) for x in lines if x.startswith(prefix))
+
+
+def test_failing_legacy_model_opens_its_breaker_and_recovers(
+    tmp_path: Path, member: str, legacy: LegacyServer
+) -> None:
+    legacy.failing = True
+    config = write_config(tmp_path / "g.yaml", member, legacy.url)
+    server = GatewayThread(create_app(config, env=KEY_ENV)).start()
+    try:
+        statuses = [analyze(server.url) for _ in range(3)]
+        assert [r.status_code for r in statuses] == [503, 503, 503]
+        assert [r.json()["legacy_status"] for r in statuses] == ["error", "error", "circuit_open"]
+        assert "circuit breaker is open" in statuses[2].json()["error"]
+        assert legacy.calls == 2  # the open breaker did not call the model
+        assert metric(server.url, 'wma_gateway_circuit_open{model="legacy"}') == 1.0
+        failures = 'wma_rollout_path_failures_total{path="legacy",status="circuit_open"}'
+        assert metric(server.url, failures) == 1.0
+        legacy.failing = False
+        end = time.monotonic() + 20  # after reset_timeout_s one probe goes through
+        while (response := analyze(server.url)).status_code != 200:
+            assert response.json()["legacy_status"] == "circuit_open"
+            assert time.monotonic() < end, "the breaker never let a probe through"
+            time.sleep(0.1)
+        assert response.json()["served_by"] == "legacy"
+        assert metric(server.url, 'wma_gateway_circuit_open{model="legacy"}') == 0.0
+    finally:
+        server.stop()
+
+
+def test_a_slow_shadowed_legacy_model_does_not_hold_the_ensemble_answer(
+    tmp_path: Path, member: str, legacy: LegacyServer
+) -> None:
+    legacy.hold = True
+    records = tmp_path / "records.jsonl"
+    config = write_config(
+        tmp_path / "g.yaml",
+        member,
+        legacy.url,
+        mode="canary",
+        canary_percent=100.0,
+        records={"log": False, "file": str(records)},
+    )
+    server = GatewayThread(create_app(config, env=KEY_ENV)).start()
+    try:
+        response = analyze(server.url)
+        assert response.status_code == 200, response.text
+        assert response.json()["served_by"] == "ensemble"
+        end = time.monotonic() + 10
+        while legacy.held < 1:  # the shadow call reaches the legacy model and waits there
+            assert time.monotonic() < end, "the shadow legacy call never arrived"
+            time.sleep(0.02)
+        legacy.release.set()  # only now can the legacy model answer
+    finally:
+        server.stop()  # drains the shadow task: the record is written
+    (record,) = [json.loads(line) for line in records.read_text().splitlines()]
+    # The legacy answer ("ok") came after the release, which came after the served
+    # answer: the ensemble answer did not wait for the legacy model.
+    assert record["legacy"]["status"] == "ok" and record["ensemble"]["status"] == "ok"
+
+
+def test_a_serving_legacy_call_is_bounded_by_the_fanout_deadline(
+    tmp_path: Path, member: str, legacy: LegacyServer
+) -> None:
+    legacy.hold = True
+    config = write_config(tmp_path / "g.yaml", member, legacy.url)
+    doc = yaml.safe_load(config.read_text())
+    doc["fanout"]["deadline_s"] = 0.5  # smaller than legacy.timeout_s (10 s)
+    config.write_text(yaml.safe_dump(doc))
+    server = GatewayThread(create_app(config, env=KEY_ENV)).start()
+    try:
+        response = analyze(server.url)
+    finally:
+        legacy.release.set()
+        server.stop()
+    assert response.status_code == 503
+    assert response.json()["legacy_status"] == "timeout"
+    assert "timed out after 0.5 s" in response.json()["error"]
+
+
+def test_the_legacy_timeout_applies_when_it_is_below_the_deadline() -> None:
+    async def slow(_request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(10)
+        return httpx.Response(200, json={"probs": [0.1]})
+
+    path = LegacyPath.model_validate({"endpoint": "http://l.test", "timeout_s": 0.2})
+
+    async def go() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as client:
+            return await run_legacy(client, path, [grey_frame(1)], deadline_s=30.0)
+
+    result = asyncio.run(go())
+    assert result.status is LegacyStatus.TIMEOUT and "after 0.2 s" in (result.error or "")
+
+
+def test_the_legacy_breaker_survives_a_reload_while_its_endpoint_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path / "g.yaml", "http://127.0.0.1:9", "http://127.0.0.1:10")
+    holder = StateHolder(load_state(config), config)
+    breaker = holder.state.legacy_breaker
+    assert isinstance(breaker, CircuitBreaker)
+    breaker.record_failure()
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+
+    doc = yaml.safe_load(config.read_text())
+    doc["rollout"]["legacy"]["threshold"] = 0.6  # same endpoint, other setting
+    config.write_text(yaml.safe_dump(doc))
+    assert holder.reload_if_changed() is True
+    assert holder.state.legacy_breaker is breaker
+    assert holder.state.config.rollout.legacy is not None
+    assert holder.state.config.rollout.legacy.threshold == 0.6
+
+    doc["rollout"]["legacy"]["endpoint"] = "http://127.0.0.1:11"  # a new legacy server
+    config.write_text(yaml.safe_dump(doc))
+    assert holder.reload_if_changed() is True
+    fresh = holder.state.legacy_breaker
+    assert fresh is not None and fresh is not breaker and fresh.state is BreakerState.CLOSED
