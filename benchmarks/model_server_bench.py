@@ -1,13 +1,20 @@
 """Model-server benchmark: frames/s and latency p50/p95 versus client concurrency.
 
 Starts a real ``wma model-server`` process on a loopback port for each backend
-(``mock``, and ``effort`` with a tiny random-weight checkpoint written to a temp
-dir), then for each concurrency level runs closed-loop clients that POST
+(``mock``, and ``effort`` with a random-weight checkpoint in the real Effort
+layout written to a temp dir: ``--effort-size tiny`` (hidden 32, 2 layers, 28 px)
+or ``full`` (CLIP ViT-L/14, 224 px, ~300 M parameters, ~1.2 GB on disk)), then
+for each concurrency level runs closed-loop clients that POST
 ``/check_frame_batch`` with ``--frames`` JPEG frames each, for ``--duration``
-seconds. Prints a Markdown table. Bounded in time: startup timeout 120 s, each
-point ``--duration`` seconds.
+seconds. Per point it also reads the server's own ``/metrics``: mean frames per
+forward pass and mean forward-pass time. Prints Markdown tables. Bounded in
+time: startup timeout 600 s, each point ``--duration`` seconds.
 
     .venv/bin/python benchmarks/model_server_bench.py --duration 5
+    .venv/bin/python benchmarks/model_server_bench.py --duration 5 --cpu-threads 0 1
+    # on a GPU host: the production size, 27-frame requests, bf16
+    .venv/bin/python benchmarks/model_server_bench.py --backends effort --effort-size full \
+        --device cuda --dtype bfloat16 --frames 27 --concurrency 1 4 16 --duration 20
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import platform
 import socket
 import subprocess
@@ -26,45 +34,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def tiny_effort_checkpoint(path: Path, hidden: int, layers: int, image: int, patch: int) -> None:
-    """Random weights in the Effort checkpoint layout (SVD residual attention, Linear head)."""
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-
-    def rnd(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * 0.05
-
-    grid, rank, mlp = image // patch, 4, hidden * 4
-    sd = {
-        "backbone.embeddings.class_embedding": rnd(hidden),
-        "backbone.embeddings.patch_embedding.weight": rnd(hidden, 3, patch, patch),
-        "backbone.embeddings.position_embedding.weight": rnd(grid * grid + 1, hidden),
-    }
-    for name in ("backbone.pre_layrnorm", "backbone.post_layernorm"):
-        sd |= {f"{name}.weight": torch.ones(hidden), f"{name}.bias": torch.zeros(hidden)}
-    for i in range(layers):
-        p = f"backbone.encoder.layers.{i}"
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            q = f"{p}.self_attn.{proj}"
-            sd |= {f"{q}.weight_main": rnd(hidden, hidden), f"{q}.bias": rnd(hidden)}
-            sd |= {f"{q}.U_residual": rnd(hidden, rank), f"{q}.S_residual": rnd(rank)}
-            sd |= {f"{q}.V_residual": rnd(rank, hidden)}
-        for ln in ("layer_norm1", "layer_norm2"):
-            sd |= {f"{p}.{ln}.weight": torch.ones(hidden), f"{p}.{ln}.bias": torch.zeros(hidden)}
-        sd |= {f"{p}.mlp.fc1.weight": rnd(mlp, hidden), f"{p}.mlp.fc1.bias": rnd(mlp)}
-        sd |= {f"{p}.mlp.fc2.weight": rnd(hidden, mlp), f"{p}.mlp.fc2.bias": rnd(hidden)}
-    sd |= {"head.weight": rnd(2, hidden), "head.bias": rnd(2)}
-    config = {"num_heads": max(hidden // 64, 2), "use_arcface_head": False}
-    torch.save({"state_dict": sd, "model_config": config}, path)
 
 
 def jpeg_frames(count: int, size: int) -> list[bytes]:
@@ -80,7 +56,7 @@ def jpeg_frames(count: int, size: int) -> list[bytes]:
 def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "wma_cli.main", "model-server", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}: {' '.join(cmd)}")
@@ -91,75 +67,129 @@ def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
             pass
         time.sleep(0.2)
     proc.terminate()
-    raise SystemExit("server did not become ready within 120 s")
+    raise SystemExit("server did not become ready within 600 s")
+
+
+async def server_counters(client: httpx.AsyncClient) -> dict[str, float]:
+    """Sums and counts of the batch-size and forward-time histograms."""
+    text = (await client.get("/metrics")).text
+    wanted = {"wma_ms_batch_frames", "wma_ms_inference_seconds"}
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name in wanted
+        for sample in family.samples
+        if sample.name.endswith(("_sum", "_count"))
+    }
 
 
 async def run_point(url: str, frames: list[bytes], concurrency: int, duration: float) -> str:
     files = [("files", (f"{i}.jpg", f, "image/jpeg")) for i, f in enumerate(frames)]
     latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    errors: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=concurrency + 1)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
         await client.post("/check_frame_batch", files=files)  # warm the connection path
+        before = await server_counters(client)
         stop = time.perf_counter() + duration
 
         async def worker() -> None:
-            nonlocal errors
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
                 r = await client.post("/check_frame_batch", files=files)
                 if r.status_code == 200 and len(r.json()["probs"]) == len(frames):
                     latencies.append(time.perf_counter() - t0)
                 else:
-                    errors += 1
+                    errors[r.status_code] = errors.get(r.status_code, 0) + 1
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    p50, p95 = (np.percentile(latencies, q) * 1000 for q in (50, 95))
+        after = await server_counters(client)
+    delta = {k: after[k] - before.get(k, 0.0) for k in after}
+    passes = delta.get("wma_ms_batch_frames_count", 0.0)
+    mean_batch = delta.get("wma_ms_batch_frames_sum", 0.0) / passes if passes else 0.0
+    forward_ms = 1000 * delta.get("wma_ms_inference_seconds_sum", 0.0) / passes if passes else 0.0
+    p50, p95 = (np.percentile(latencies, q) * 1000 if latencies else float("nan") for q in (50, 95))
     fps = len(latencies) * len(frames) / elapsed
-    return f"| {concurrency} | {len(latencies)} | {fps:.0f} | {p50:.1f} | {p95:.1f} | {errors} |"
+    failed = ", ".join(f"{n}x{code}" for code, n in sorted(errors.items())) or "0"
+    return (
+        f"| {concurrency} | {len(latencies)} | {fps:.0f} | {p50:.1f} | {p95:.1f} "
+        f"| {mean_batch:.1f} | {forward_ms:.1f} | {failed} |"
+    )
+
+
+def effort_servers(opts: argparse.Namespace, tmp: Path) -> list[tuple[list[str], str]]:
+    """Server arguments and a label per ``--cpu-threads`` value (0: torch's default)."""
+    from wma_model_server.backends.effort_random import TINY, VIT_L14, save_random_checkpoint
+
+    shape = VIT_L14 if opts.effort_size == "full" else TINY
+    ckpt = tmp / f"effort-{opts.effort_size}.pth"
+    save_random_checkpoint(ckpt, shape)
+    args = ["--checkpoint", str(ckpt), "--device", opts.device, "--dtype", opts.dtype]
+    size = f"hidden {shape.hidden}, {shape.layers} layers, {shape.image} px"
+    servers = []
+    for threads in opts.cpu_threads:
+        extra = ["--cpu-threads", str(threads)] if threads else []
+        note = f", --cpu-threads {threads}" if threads else ""
+        label = f"effort {opts.effort_size} ({size}, {opts.device}, {opts.dtype}{note})"
+        servers.append(([*args, *extra], label))
+    return servers
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
     parser.add_argument("--frames", type=int, default=10, help="frames per request")
     parser.add_argument("--size", type=int, default=224, help="frame side in pixels")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--backends", nargs="+", default=["mock", "effort"])
-    parser.add_argument("--effort", default="32,2,28,14", help="hidden,layers,image,patch")
-    parser.add_argument("--cpu-threads", type=int, default=None, help="effort: torch threads")
+    parser.add_argument("--effort-size", choices=["tiny", "full"], default="tiny")
+    parser.add_argument("--device", default="cpu", help="effort: cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="auto", help="effort: auto, float32, bfloat16, ...")
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="effort: torch threads, one server per value (0: torch's default)",
+    )
+    parser.add_argument("--max-batch", type=int, default=None, help="server --max-batch")
+    parser.add_argument("--max-queue-frames", type=int, default=None, help="server queue bound")
     opts = parser.parse_args()
     frames = jpeg_frames(opts.frames, opts.size)
     print(
-        f"python {platform.python_version()}, {opts.frames} frames/request of "
-        f"{opts.size}x{opts.size} JPEG, {opts.duration:g} s per point\n"
+        f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{opts.frames} frames/request of {opts.size}x{opts.size} JPEG, "
+        f"{opts.duration:g} s per point\n"
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    common: list[str] = []
+    if opts.max_batch:
+        common += ["--max-batch", str(opts.max_batch)]
+    if opts.max_queue_frames:
+        common += ["--max-queue-frames", str(opts.max_queue_frames)]
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        servers: list[tuple[list[str], str]] = []
         for backend in opts.backends:
-            server_args = ["--model-id", f"bench-{backend}", "--backend", backend]
-            label = backend
+            base = ["--model-id", f"bench-{backend}", "--backend", backend, *common]
             if backend == "effort":
-                hidden, layers, image, patch = (int(x) for x in opts.effort.split(","))
-                ckpt = Path(tmp) / "effort.pth"
-                tiny_effort_checkpoint(ckpt, hidden, layers, image, patch)
-                server_args += ["--checkpoint", str(ckpt)]
-                threads = "torch default threads"
-                if opts.cpu_threads:
-                    server_args += ["--cpu-threads", str(opts.cpu_threads)]
-                    threads = f"--cpu-threads {opts.cpu_threads}"
-                label = f"effort (hidden {hidden}, {layers} layers, {image}px, CPU fp32, {threads})"
+                servers += [([*base, *extra], label) for extra, label in effort_servers(opts, tmp)]
+            else:
+                servers.append((base, backend))
+        for server_args, label in servers:
             port = free_port()
             proc = start(server_args, port)
             try:
                 print(f"### {label}\n")
-                print("| concurrency | requests | frames/s | p50 ms | p95 ms | errors |")
-                print("|---|---|---|---|---|---|")
+                print(
+                    "| concurrency | requests | frames/s | p50 ms | p95 ms "
+                    "| frames/pass | forward ms | errors |"
+                )
+                print("|---:|---:|---:|---:|---:|---:|---:|---|")
                 for c in opts.concurrency:
-                    print(
-                        asyncio.run(run_point(f"http://127.0.0.1:{port}", frames, c, opts.duration))
-                    )
+                    url = f"http://127.0.0.1:{port}"
+                    print(asyncio.run(run_point(url, frames, c, opts.duration)), flush=True)
                 print()
             finally:
                 proc.terminate()

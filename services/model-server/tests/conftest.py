@@ -5,7 +5,9 @@ checkpoints written with test-local code (independent of the loader)."""
 from __future__ import annotations
 
 import io
+import struct
 import threading
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -44,6 +46,19 @@ def png() -> Callable[..., bytes]:
 @pytest.fixture
 def encode_image() -> Callable[..., bytes]:
     return encode
+
+
+@pytest.fixture
+def bomb_png() -> bytes:
+    """A tiny PNG whose header claims 40000x40000 pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
 
 
 @pytest.fixture

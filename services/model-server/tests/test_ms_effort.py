@@ -203,6 +203,12 @@ async def test_served_probabilities_match_a_plain_pytorch_forward(
             "backbone.encoder.layers.0.mlp.fc2.bias",
         ),
         (lambda s: s.__setitem__("head.weight", torch.ones(3, 32)), "head.weight"),
+        (  # a linear given both densely and as SVD parts is ambiguous
+            lambda s: s.__setitem__(
+                "backbone.encoder.layers.0.self_attn.v_proj.weight", torch.ones(32, 32)
+            ),
+            "backbone.encoder.layers.0.self_attn.v_proj.weight",
+        ),
     ],
 )
 async def test_checkpoint_that_does_not_fit_is_refused_naming_the_key(
@@ -225,3 +231,41 @@ async def test_a_file_that_is_not_a_checkpoint_is_refused(serve: Any, tmp_path: 
     async with serve(backend="effort", checkpoint=path) as client:
         ready = await client.get("/v2/health/ready")
     assert ready.status_code == 503 and "junk.pth" in ready.json()["error"]
+
+
+async def test_unexpected_keys_are_reported_and_the_model_still_serves(
+    serve: Any, png: Any, form: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = make_state()
+    state["backbone.embeddings.position_ids"] = torch.arange(5)[None]
+    state["backbone.encoder.layers.0.self_attn.extra.U_residual"] = torch.ones(32, 4)
+    state["loss_func.weight"] = torch.ones(2)
+    path = save(tmp_path, state, wrapped=True, prefix="module.", config={"num_heads": 2})
+    with caplog.at_level("WARNING", logger="wma_model_server"):
+        async with serve(backend="effort", checkpoint=path) as client:
+            r = await client.post("/check_frame_batch", files=form([png(9, 28)]))
+    assert r.status_code == 200 and len(r.json()["probs"]) == 1
+    (report,) = [rec.getMessage() for rec in caplog.records if "not used" in rec.getMessage()]
+    for key in (
+        "backbone.embeddings.position_ids",
+        "backbone.encoder.layers.0.self_attn.extra.U_residual",
+        "loss_func.weight",
+    ):
+        assert key in report
+
+
+async def test_bfloat16_path_serves_probabilities_close_to_float32(
+    serve: Any, encode_image: Any, form: Any, tmp_path: Path
+) -> None:
+    # The reduced-precision code path used on CUDA, exercised on the CPU.
+    state = make_state()
+    path = save(tmp_path, state, wrapped=True, prefix="", config={"num_heads": 2})
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (28, 28, 3), dtype=np.uint8) for _ in range(4)]
+    expected = reference_probs(state, frames, heads=2)
+    assert np.ptp(expected) > 0.05
+    async with serve(backend="effort", checkpoint=path, dtype="bfloat16") as client:
+        r = await client.post("/check_frame_batch", files=form([encode_image(f) for f in frames]))
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["probs"], expected, atol=0.05)
+    assert np.abs(np.array(r.json()["probs"]) - expected).max() > 1e-4  # it really ran in bf16

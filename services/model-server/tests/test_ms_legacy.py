@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +98,6 @@ async def test_non_multipart_body_and_bad_query_are_400(serve: Any, png: Any, fo
     assert bad_type.status_code == 400 and "model_type" in bad_type.json()["error"]
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-
-
 @pytest.mark.parametrize(
     ("limits", "frames", "needle"),
     [
@@ -121,13 +109,20 @@ def _png_claiming(width: int, height: int) -> bytes:
     ],
 )
 async def test_each_limit_answers_413_naming_it(
-    serve: Any, png: Any, encode_image: Any, form: Any, limits: Any, frames: Any, needle: str
+    serve: Any,
+    png: Any,
+    encode_image: Any,
+    form: Any,
+    bomb_png: bytes,
+    limits: Any,
+    frames: Any,
+    needle: str,
 ) -> None:
     import numpy as np
 
     def make(spec: Any) -> bytes:
         if spec == "bomb":
-            return _png_claiming(40_000, 40_000)
+            return bomb_png
         if isinstance(spec, tuple):
             rng = np.random.default_rng(0)
             return encode_image(rng.integers(0, 256, (spec[1], spec[1], 3)))

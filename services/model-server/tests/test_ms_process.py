@@ -126,3 +126,22 @@ def test_cli_refuses_a_checkpoint_that_does_not_fit(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "backbone.embeddings.position_embedding.weight" in done.stderr
+
+
+def test_cli_refuses_cuda_on_a_host_without_it(tmp_path: Path) -> None:
+    import torch
+    from wma_model_server.backends.effort_random import TINY, save_random_checkpoint
+
+    if torch.cuda.is_available():
+        pytest.skip("checks a host without CUDA")
+    path = tmp_path / "tiny.pth"
+    save_random_checkpoint(path, TINY)
+    done = subprocess.run(
+        _command("--model-id", "x1", "--backend", "effort", "--checkpoint", str(path))
+        + ["--device", "cuda", "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "device 'cuda' requested but CUDA is not available" in done.stderr

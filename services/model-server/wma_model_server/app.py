@@ -74,7 +74,8 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelServerError)
     async def domain_error(request: Request, exc: ModelServerError) -> JSONResponse:
-        log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+        level = logging.ERROR if exc.status_code >= 500 else logging.INFO
+        log.log(level, "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
         headers = None
         if isinstance(exc, OverloadedError):
             headers = {"Retry-After": str(exc.retry_after_s)}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from wma_model_server.backends import Backend
-from wma_model_server.exceptions import NotReadyError, OverloadedError
+from wma_model_server.exceptions import InferenceError, NotReadyError, OverloadedError
 from wma_model_server.telemetry import ServerMetrics
 
 __all__ = ["DynamicBatcher"]
@@ -149,8 +149,16 @@ class DynamicBatcher:
             offset = 0
             for segment in batch:
                 n = len(segment.inputs)
-                if not segment.future.done():
-                    segment.future.set_result(np.asarray(probs[offset : offset + n]))
+                part = np.asarray(probs[offset : offset + n], dtype=np.float32)
                 offset += n
+                if segment.future.done():
+                    continue
+                if np.isfinite(part).all():
+                    segment.future.set_result(part)
+                else:  # only the requests that got NaN/inf fail; JSON could not carry it
+                    log.error("model produced non-finite probabilities for %d frames", n)
+                    segment.future.set_exception(
+                        InferenceError("the model produced a non-finite probability (NaN/inf)")
+                    )
         finally:
             self._admit(-len(inputs))

@@ -76,7 +76,7 @@ def run_model_server(args: argparse.Namespace) -> int:
 
     from wma_model_server.app import create_app
     from wma_model_server.backends import build_backend
-    from wma_model_server.exceptions import CheckpointError
+    from wma_model_server.exceptions import ModelServerError
     from wma_model_server.settings import ModelServerSettings
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -87,7 +87,7 @@ def run_model_server(args: argparse.Namespace) -> int:
         settings = ModelServerSettings(**{k: v for k, v in overrides.items() if v is not None})
         backend = build_backend(settings)
         provider = _tracer_provider(settings.model_id)
-    except (ValidationError, CheckpointError, ValueError) as exc:
+    except (ValidationError, ModelServerError, ValueError) as exc:
         print(f"wma model-server: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     app = create_app(settings, backend=backend, tracer_provider=provider)

@@ -51,6 +51,18 @@ class NotReadyError(ModelServerError):
     status_code = 503
 
 
+class InferenceError(ModelServerError):
+    """The model gave an unusable answer (e.g. NaN): our or the operator's problem, a 500."""
+
+    status_code = 500
+
+
+class DeviceError(ModelServerError):
+    """The configured device (e.g. ``cuda``) is not available on this host."""
+
+    status_code = 503
+
+
 class CheckpointError(ModelServerError):
     """A checkpoint cannot be loaded into the Effort architecture (the key is named)."""
 

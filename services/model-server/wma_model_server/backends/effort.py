@@ -26,9 +26,16 @@ from wma_model_server.backends.effort_checkpoint import (
     infer_arch,
     read_checkpoint,
 )
-from wma_model_server.exceptions import CheckpointError
+from wma_model_server.exceptions import CheckpointError, DeviceError
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "EffortBackend", "EffortModel"]
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "EffortBackend",
+    "EffortModel",
+    "resolve_device",
+    "select_dtype",
+]
 
 log = logging.getLogger(__name__)
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
@@ -40,6 +47,32 @@ _INTERPOLATION = {
     "nearest": cv2.INTER_NEAREST,
 }
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device, refused (naming it) when this host cannot provide it."""
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {device!r} requested but CUDA is not available "
+                f"(torch {torch.__version__}, CUDA build {torch.version.cuda})"
+            )
+        index = resolved.index or 0
+        if index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    return resolved
+
+
+def select_dtype(device_type: str, dtype: str, *, bf16_supported: bool = True) -> torch.dtype:
+    """The compute dtype: ``auto`` is bf16 on CUDA (fp16 on GPUs without bf16), fp32 on CPU."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device_type == "cuda":
+        return torch.bfloat16 if bf16_supported else torch.float16
+    return torch.float32
 
 
 class EffortModel(torch.nn.Module):
@@ -101,7 +134,8 @@ class EffortModel(torch.nn.Module):
             cos = F.normalize(features.float()) @ F.normalize(self.head_weight.float()).T
             logits = self.arch.arcface_s * cos
         else:
-            logits = F.linear(features, self.head_weight, self.head_bias).float()
+            # The head runs in fp32 whatever the backbone dtype (bf16 logits lose ~3 digits).
+            logits = F.linear(features.float(), self.head_weight.float(), self.head_bias.float())
         return torch.softmax(logits, dim=1)[:, 1]
 
 
@@ -112,9 +146,9 @@ class EffortBackend:
         self, model_id: str, model: EffortModel, device: str, dtype: str, interpolation: str
     ) -> None:
         self.model_id = model_id
-        self.device = torch.device(device)
-        auto = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.dtype = auto if dtype == "auto" else _DTYPES[dtype]
+        self.device = resolve_device(device)
+        bf16 = self.device.type != "cuda" or torch.cuda.is_bf16_supported()
+        self.dtype = select_dtype(self.device.type, dtype, bf16_supported=bf16)
         self.model = model.to(self.device, self.dtype).eval()
         self.image_size = model.arch.image
         self.interpolation = _INTERPOLATION[interpolation]
@@ -135,12 +169,15 @@ class EffortBackend:
             # Process-wide; one model per process. Fewer threads avoid OpenMP spin-wait
             # fighting the decode threads on small CPU hosts (see docs/benchmarks.md).
             torch.set_num_threads(cpu_threads)
+        resolve_device(device)  # fail before the (large) checkpoint is read
         state, config = read_checkpoint(path)
         arch = infer_arch(state, config, num_heads)
         log.info("effort checkpoint %s: %s", path, arch)
         model = EffortModel(arch)
         model.load_checkpoint_state(state)
-        return cls(model_id, model, device, dtype, interpolation)
+        backend = cls(model_id, model, device, dtype, interpolation)
+        log.info("effort model %s on %s in %s", model_id, backend.device, backend.dtype)
+        return backend
 
     def prepare(self, frame: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, Any]:
         size = self.image_size

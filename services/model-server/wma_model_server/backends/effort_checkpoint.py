@@ -118,16 +118,24 @@ def _fold(state: dict[str, torch.Tensor], base: str) -> torch.Tensor:
 
 
 def fold_backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Backbone tensors with the ``backbone.`` prefix removed and SVD residuals folded."""
+    """Backbone tensors with the ``backbone.`` prefix removed and SVD residuals folded.
+
+    A linear given both densely (``.weight``) and as SVD parts (``.weight_main``) is
+    refused; SVD parts without a ``weight_main`` are kept under their own names, so
+    the caller reports them as unexpected instead of dropping them silently.
+    """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if not key.startswith("backbone."):
             continue
         name = key.removeprefix("backbone.")
         if key.endswith(".weight_main"):
-            out[name.removesuffix("weight_main") + "weight"] = _fold(
-                state, key.removesuffix("weight_main")
-            )
-        elif not key.endswith(_SVD_PARTS):
+            base = key.removesuffix("weight_main")
+            if base + "weight" in state:
+                raise CheckpointError(
+                    f"checkpoint has both {base + 'weight'!r} and {key!r}; expected one"
+                )
+            out[name.removesuffix("weight_main") + "weight"] = _fold(state, base)
+        elif not (key.endswith(_SVD_PARTS) and key.rsplit(".", 1)[0] + ".weight_main" in state):
             out[name] = value.to(torch.float32)
     return out

@@ -1,0 +1,158 @@
+"""Serving guarantees across endpoints: CPU work off the event loop, readiness,
+model failures as JSON errors, and the limits of the OIP and multipart paths."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+import wma_model_server.pipeline as pipeline_module
+import wma_model_server.routes_legacy as legacy_module
+import wma_model_server.routes_v2 as v2_module
+from wma_model_server.backends.mock import MockBackend
+from wma_model_server.protocol import InferTensor, encode_infer_request, encode_message
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingBackend(MockBackend):
+    """Mock backend that notes the thread of every prepare/predict call."""
+
+    def __init__(self, model_id: str, calls: list[tuple[str, int]]) -> None:
+        super().__init__(model_id)
+        self.calls = calls
+
+    def prepare(self, frame: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, Any]:
+        self.calls.append(("prepare", threading.get_ident()))
+        return super().prepare(frame)
+
+    def predict(self, inputs: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+        self.calls.append(("predict", threading.get_ident()))
+        return super().predict(inputs)
+
+
+async def test_parsing_decoding_cropping_and_inference_never_run_on_the_event_loop(
+    serve: Any, png: Any, form: Any, face_jpeg: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def record(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append((name, threading.get_ident()))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    record(legacy_module, "parse_frame_parts")
+    record(v2_module, "decode_infer_request")
+    for name in ("validate_frames", "decode_frame", "crop_largest_face"):
+        record(pipeline_module, name)
+    loop_thread = threading.get_ident()
+    async with serve(impl=RecordingBackend("m1", calls)) as client:
+        calls.clear()  # warm-up is not a request
+        legacy = await client.post(
+            "/check_frame_batch?recrop=true", files=form([face_jpeg], "image/jpeg")
+        )
+        body, headers = encode_infer_request("r", [png(51)], binary=True)
+        oip = await client.post("/v2/models/m1/infer", content=body, headers=headers)
+    assert legacy.status_code == 200 and legacy.json()["num_scored"] == 1
+    assert oip.status_code == 200
+    assert {name for name, _ in calls} == {
+        "parse_frame_parts",
+        "decode_infer_request",
+        "validate_frames",
+        "decode_frame",
+        "crop_largest_face",
+        "prepare",
+        "predict",
+    }
+    on_loop = sorted({name for name, ident in calls if ident == loop_thread})
+    assert on_loop == []
+
+
+async def test_legacy_endpoint_answers_503_until_the_model_is_warm(
+    serve: Any, gated_backend: Any, png: Any, form: Any
+) -> None:
+    backend = gated_backend("m1")
+    backend.warmup = lambda: backend.gate.wait(20)
+    async with serve(impl=backend, wait_ready=False) as client:
+        early = await client.post("/check_frame_batch", files=form([png(51)]))
+        backend.gate.set()
+        for _ in range(500):
+            if (await client.get("/v2/health/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.01)
+        late = await client.post("/check_frame_batch", files=form([png(51)]))
+    assert early.status_code == 503
+    assert "m1 is not ready (model is loading)" in early.json()["error"]
+    assert late.status_code == 200 and late.json()["probs"] == pytest.approx([0.2])
+
+
+class NaNForBlackBackend(MockBackend):
+    """A broken model: NaN for black frames (as an overflowing fp16 model might give)."""
+
+    def predict(self, inputs: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+        probs = super().predict(inputs)
+        probs[np.array([float(x[0]) for x in inputs]) == 0.0] = np.nan
+        return probs
+
+
+async def test_non_finite_model_output_fails_only_its_request_with_a_json_error(
+    serve: Any, png: Any, form: Any
+) -> None:
+    async with serve(impl=NaNForBlackBackend("m1"), max_delay_ms=200) as client:
+        bad, good = await asyncio.gather(  # both land in one forward pass
+            client.post("/check_frame_batch", files=form([png(0)])),
+            client.post("/check_frame_batch", files=form([png(51)])),
+        )
+        body, headers = encode_infer_request("r", [png(0)])
+        oip = await client.post("/v2/models/m1/infer", content=body, headers=headers)
+        after = await client.post("/check_frame_batch", files=form([png(102)]))
+    assert bad.status_code == 500 and "non-finite" in bad.json()["error"]
+    assert oip.status_code == 500 and "non-finite" in oip.json()["error"]
+    assert good.status_code == 200 and good.json()["probs"] == pytest.approx([0.2])
+    assert after.json()["probs"] == pytest.approx([0.4])
+
+
+async def test_oip_byte_and_pixel_limits_answer_413_naming_them(
+    serve: Any, png: Any, encode_image: Any, bomb_png: bytes
+) -> None:
+    noisy = encode_image(np.random.default_rng(0).integers(0, 256, (48, 48, 3)))
+    pixels = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    cases: list[tuple[dict[str, Any], tuple[bytes, dict[str, str]], str]] = [
+        ({"max_file_bytes": 500}, encode_infer_request("r", [png(1), noisy]), "max_file_bytes=500"),
+        (
+            {"max_request_bytes": 600, "max_file_bytes": 600},
+            encode_infer_request("r", [png(1)] * 12),
+            "max_request_bytes=600",
+        ),
+        ({}, encode_infer_request("r", [png(1), bomb_png]), "max_frame_pixels"),
+        (
+            {"max_files": 3, "max_queue_frames": 3},
+            encode_message({"id": "p"}, "inputs", [InferTensor("pixels", "UINT8", pixels, True)]),
+            "max_files=3",
+        ),
+    ]
+    for settings, (body, headers), needle in cases:
+        async with serve(**settings) as client:
+            r = await client.post("/v2/models/m1/infer", content=body, headers=headers)
+            assert r.status_code == 413, (needle, r.text)
+            assert needle in r.json()["error"]
+            ok_body, ok_headers = encode_infer_request("ok", [png(51)])
+            ok = await client.post("/v2/models/m1/infer", content=ok_body, headers=ok_headers)
+            assert ok.status_code == 200
+
+
+async def test_multipart_with_too_many_parts_is_413_before_any_decoding(
+    serve: Any, png: Any
+) -> None:
+    fields = {f"field{i}": "x" for i in range(40)}  # non-file parts are not stored
+    async with serve(max_files=2, max_queue_frames=2) as client:
+        r = await client.post("/check_frame_batch", data=fields, files={"files": png(1)})
+    assert r.status_code == 413 and "too many form parts (max_files=2)" in r.json()["error"]
