@@ -345,6 +345,17 @@ def test_probes_use_the_health_endpoints(render: RenderFn) -> None:
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
+def test_gateway_waits_before_sigterm_and_has_time_to_drain(render: RenderFn) -> None:
+    for pod in _pods(render(), "gateway"):
+        container = pod["spec"]["containers"][0]
+        delay = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+        assert delay > 0
+        # preStop + the gateway's drain (deadline 4.5 s + 5 s) fit the grace period.
+        assert pod["spec"]["terminationGracePeriodSeconds"] >= delay + 10
+    for pod in _pods(render(overrides={"gateway": {"preStopSleepSeconds": 0}}), "gateway"):
+        assert "lifecycle" not in pod["spec"]["containers"][0]
+
+
 def test_otel_env_points_at_the_configured_collector(render: RenderFn) -> None:
     manifests = render(overrides={"otel": {"endpoint": "http://collector.obs:4318"}})
     for deployment in manifests.of_kind("Deployment"):
