@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from wma_calibrators import CalibratorBundle, load_bundle
+from wma_calibrators.fit import fuse_rows
+from wma_calibrators.report import fused_histogram_figure, reliability_figure
 
 CliResult = tuple[int, str, str]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,3 +58,39 @@ def test_report_on_scores_missing_a_bundle_model_is_refused(
     scores.write_text("".join(line for line in lines if not line.startswith(drop)))
     code, _, err = wma("calibrate", "report", MOCK, "--scores", scores, "--out", tmp_path / "r")
     assert code == 2 and drop in err
+
+
+def _calibrated_sample() -> tuple[CalibratorBundle, np.ndarray, dict[str, np.ndarray]]:
+    """Calibrated probabilities crowded at 0 and 1 (as real ones are), a few in between."""
+    bundle = load_bundle(MOCK)
+    rng = np.random.default_rng(5)
+    labels = (rng.random(600) < 0.5).astype(np.float64)
+    base = np.where(labels == 1, 0.999, 0.001)
+    cal = {m: np.where(rng.random(600) < 0.2, rng.random(600), base) for m in bundle.models}
+    return bundle, labels, cal
+
+
+def test_reliability_count_labels_stay_inside_the_plot_clear_of_the_tick_labels() -> None:
+    bundle, labels, cal = _calibrated_sample()
+    fig = reliability_figure(bundle, labels, cal)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes:
+        frame = ax.get_window_extent(renderer)
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        counts = [t for t in ax.texts if t.get_text().isdigit()]
+        assert len(counts) >= 3
+        for text in counts:
+            box = text.get_window_extent(renderer)
+            assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1), text
+            assert not any(box.overlaps(tick) for tick in ticks if tick.width > 0), text
+
+
+def test_fused_histogram_counts_on_a_log_axis_show_the_thin_bins_at_the_thresholds() -> None:
+    bundle, labels, cal = _calibrated_sample()
+    fused = fuse_rows(cal)
+    ax = fused_histogram_figure(bundle, labels, fused).axes[0]
+    assert ax.get_yscale() == "log"
+    bottom, top = ax.get_ylim()
+    # A bin holding a single video stands clear of the axis although others hold hundreds.
+    assert bottom < 1 and top > 100

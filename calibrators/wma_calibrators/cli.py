@@ -1,172 +1,21 @@
-"""``wma calibrate ...``: fit, import-legacy, report, verify, synth, verdict-table.
+"""``wma calibrate ...``: argument parsers of fit, import-legacy, report, verify, synth
+and verdict-table.
 
-Handlers import their modules lazily so ``wma --help`` stays fast. Every user
-error (bad input, invalid bundle, untrusted pickle) is one line on stderr and
-exit code 2; success is 0.
+Handlers live in :mod:`wma_calibrators.commands` and are wrapped by
+:func:`wma_calibrators.console.guarded`, which owns the exit codes (0 success,
+2 and one ``error: ...`` line for user errors, a quiet 141 on a closed pipe).
+Every option's help shows its default.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from wma_calibrators.bundle import BundleError
-from wma_calibrators.errors import CalibrateError
+from wma_calibrators import commands
+from wma_calibrators.console import guarded
 
-if TYPE_CHECKING:
-    from wma_calibrators.scores import VideoScores
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _say(text: str, *, err: bool = False) -> None:
-    """Command output: results to stdout, diagnostics to stderr."""
-    (sys.stderr if err else sys.stdout).write(text + "\n")
-
-
-def _guarded(handler: Handler) -> Handler:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except BundleError as exc:
-            _say(f"error: invalid bundle: {exc}", err=True)
-        except CalibrateError as exc:
-            _say(f"error: {exc}", err=True)
-        return 2
-
-    return run
-
-
-def _progress() -> bool:
-    return sys.stderr.isatty()
-
-
-def _load_videos(
-    path: str, aggregators_for: Callable[[tuple[str, ...]], dict[str, str]]
-) -> tuple[VideoScores, dict[str, str], str]:
-    from wma_calibrators.scores import model_ids_of, read_table, video_scores
-
-    df, sha = read_table(path)
-    aggregators = aggregators_for(model_ids_of(df))
-    videos = video_scores(df, aggregators, progress=_progress())
-    if videos.dropped:
-        _say(
-            f"note: {videos.dropped} video(s) lacked a score from some model and were left out",
-            err=True,
-        )
-    return videos, aggregators, sha
-
-
-def _fit(args: argparse.Namespace) -> int:
-    from wma_calibrators import aggregators as agg
-    from wma_calibrators.bundle import write_bundle
-    from wma_calibrators.fit import fit_bundle
-
-    videos, aggregators, sha = _load_videos(
-        args.scores, lambda ids: agg.resolve(ids, args.aggregator, args.aggregator_config)
-    )
-    provenance = {"source_sha256": sha, "source_name": Path(args.scores).name}
-    if args.created:
-        provenance["created"] = args.created
-    result = fit_bundle(
-        videos,
-        aggregators,
-        k=args.folds,
-        seed=args.seed,
-        uncertain_rate=args.uncertain_rate,
-        provenance=provenance,
-        progress=_progress(),
-    )
-    digest = write_bundle(result.bundle, args.out)
-    _say(result.report)
-    _say(f"\nwrote {args.out} (sha256 {digest})")
-    return 0
-
-
-def _import_legacy(args: argparse.Namespace) -> int:
-    import hashlib
-
-    from wma_core import Thresholds
-
-    from wma_calibrators import aggregators as agg
-    from wma_calibrators.bundle import write_bundle
-    from wma_calibrators.legacy import legacy_bundle, load_legacy_pickle
-
-    models = load_legacy_pickle(args.pickle, trust=args.trust_pickle)
-    aggregators = agg.resolve(models, args.aggregator, args.aggregator_config)
-    try:
-        thresholds = Thresholds(args.t_low, args.t_high)
-    except ValueError as exc:
-        raise CalibrateError(str(exc)) from None
-    sha = hashlib.sha256(Path(args.pickle).read_bytes()).hexdigest()
-    bundle = legacy_bundle(models, aggregators, thresholds, source_sha256=sha, created=args.created)
-    digest = write_bundle(bundle, args.out)
-    _say(f"wrote {args.out} with {len(models)} model(s) (sha256 {digest})")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from wma_calibrators.bundle import load_bundle
-    from wma_calibrators.report import write_report
-
-    bundle = load_bundle(args.bundle)
-    videos = None
-    if args.scores:
-        wanted = {m: c.aggregator for m, c in bundle.models.items()}
-        videos, _, _ = _load_videos(
-            args.scores, lambda ids: {m: wanted.get(m, "mean") for m in ids}
-        )
-    written, table = write_report(bundle, args.out, videos)
-    if table:
-        _say(table + "\n")
-    for path in written:
-        _say(f"wrote {path}")
-    return 0
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from wma_calibrators.bundle import load_bundle
-
-    bundle = load_bundle(args.bundle, expected_sha256=args.sha256)
-    _say(f"sha256 {bundle.sha256}")
-    t = bundle.thresholds
-    _say(f"valid bundle: {len(bundle.models)} model(s), t_low={t.t_low!r}, t_high={t.t_high!r}")
-    for model_id, cal in bundle.models.items():
-        lo, hi = cal.curve.output_range
-        _say(f"  {model_id}: {cal.aggregator}, {cal.curve.x.size} points, output [{lo}, {hi}]")
-    created = bundle.provenance.get("created")
-    if created:
-        _say(f"created {created} by {bundle.provenance.get('tool_version', '?')}")
-    return 0
-
-
-def _synth(args: argparse.Namespace) -> int:
-    from wma_calibrators.synthetic import synthetic_frames, write_frames
-
-    df = synthetic_frames(n_videos=args.videos, seed=args.seed)
-    write_frames(df, args.out)
-    _say(f"wrote {args.out}: {len(df)} frame scores of {args.videos} videos (seed {args.seed})")
-    return 0
-
-
-def _verdict_table(args: argparse.Namespace) -> int:
-    from wma_calibrators.bundle import load_bundle
-    from wma_calibrators.verdict_table import format_ranges, grey_levels
-
-    bias: dict[str, float] = {}
-    for item in args.bias:
-        model_id, sep, value = item.partition("=")
-        try:
-            bias[model_id] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise CalibrateError(f"--bias expects MODEL_ID=FLOAT, got {item!r}")
-    _say(format_ranges(grey_levels(load_bundle(args.bundle), bias)))
-    return 0
+_CREATED_HELP = "provenance time stamp (default: $SOURCE_DATE_EPOCH, else now; UTC)"
 
 
 def _aggregator_flags(p: argparse.ArgumentParser) -> None:
@@ -175,70 +24,156 @@ def _aggregator_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ID=NAME",
-        help="aggregator of a model, e.g. 9rfa62j1=topk4 (repeatable)",
+        help="aggregator of a model, e.g. 9rfa62j1=topk4; repeatable (default: the product's "
+        "defaults for the four checkpoints)",
     )
     p.add_argument(
         "--aggregator-config",
         metavar="FILE",
-        help="YAML/JSON {model_id: aggregator} (flags override it)",
+        help="YAML/JSON {model_id: aggregator}; --aggregator flags override it (default: none)",
     )
+
+
+def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {description}"
+    )
+    return parser
+
+
+def _bundle_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE", help="calibrator bundle JSON (wma-calibrators/v1)")
 
 
 def register(subparsers: Any) -> None:
     """Add ``calibrate`` and its sub-subcommands to the ``wma`` parser."""
     from wma_core import T_HIGH_DEFAULT, T_LOW_DEFAULT
 
-    cal = subparsers.add_parser("calibrate", help="fit, import, inspect calibrator bundles")
+    cal = subparsers.add_parser(
+        "calibrate",
+        help="fit, import, inspect calibrator bundles",
+        description="Make, inspect and check calibrator bundles. Errors are one line "
+        "'error: ...' on stderr with exit status 2.",
+    )
     sub = cal.add_subparsers(dest="calibrate_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("fit", help="fit isotonic calibrators and thresholds from scores")
-    p.add_argument("scores", help="CSV or Parquet scores (long or wide layout)")
-    p.add_argument("--out", required=True, help="bundle JSON to write")
-    _aggregator_flags(p)
-    p.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold (5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fold split (0)")
-    p.add_argument(
-        "--uncertain-rate", type=float, default=0.02, help="target share of UNCERTAIN videos (0.02)"
+    p = _command(
+        sub,
+        "fit",
+        "fit isotonic calibrators and thresholds from scores",
+        "Aggregates each video's frame scores per model, fits one isotonic calibrator per "
+        "model and places the UNCERTAIN band on out-of-fold noisy-OR scores, then prints "
+        "the metrics table.",
     )
-    p.add_argument("--created", help="provenance time (default SOURCE_DATE_EPOCH or now, UTC)")
-    p.set_defaults(handler=_guarded(_fit))
+    p.add_argument("scores", metavar="SCORES", help="CSV or Parquet scores (long or wide layout)")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle JSON to write")
+    _aggregator_flags(p)
+    p.add_argument(
+        "--folds", type=int, default=5, help="k of the stratified k-fold (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the fold split (default: %(default)s)"
+    )
+    p.add_argument(
+        "--uncertain-rate",
+        type=float,
+        default=0.02,
+        help="target share of UNCERTAIN videos, in (0, 1) (default: %(default)s)",
+    )
+    p.add_argument("--created", help=_CREATED_HELP)
+    p.set_defaults(handler=guarded(commands.fit))
 
-    p = sub.add_parser("import-legacy", help="convert a pickled {model_id: IsotonicRegression}")
-    p.add_argument("pickle", help="legacy .pkl file")
-    p.add_argument("--out", required=True, help="bundle JSON to write")
+    p = _command(
+        sub,
+        "import-legacy",
+        "convert a pickled {model_id: IsotonicRegression}",
+        "Unpickling runs code from the file, so it is refused without --trust-pickle. The "
+        "bundle's calibrators predict exactly as the pickled ones.",
+    )
+    p.add_argument("pickle", metavar="FILE.pkl", help="legacy pickle file")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle JSON to write")
     p.add_argument(
         "--trust-pickle", action="store_true", help="allow unpickling (runs code from the file)"
     )
     _aggregator_flags(p)
-    p.add_argument("--t-low", type=float, default=T_LOW_DEFAULT)
-    p.add_argument("--t-high", type=float, default=T_HIGH_DEFAULT)
-    p.add_argument("--created", help="provenance time (default SOURCE_DATE_EPOCH or now, UTC)")
-    p.set_defaults(handler=_guarded(_import_legacy))
+    p.add_argument(
+        "--t-low",
+        type=float,
+        default=T_LOW_DEFAULT,
+        help="fused score below which a video is REAL (default: %(default)s)",
+    )
+    p.add_argument(
+        "--t-high",
+        type=float,
+        default=T_HIGH_DEFAULT,
+        help="fused score above which a video is FAKE (default: %(default)s)",
+    )
+    p.add_argument("--created", help=_CREATED_HELP)
+    p.set_defaults(handler=guarded(commands.import_legacy))
 
-    p = sub.add_parser("report", help="plots and metrics of a bundle")
-    p.add_argument("bundle")
-    p.add_argument("--scores", help="CSV or Parquet scores to evaluate on")
-    p.add_argument("--out", default="calibration-report", help="output directory")
-    p.set_defaults(handler=_guarded(_report))
+    p = _command(
+        sub,
+        "report",
+        "plots and metrics of a bundle",
+        "Always draws calibration_curves.png; with --scores (held-out data) also "
+        "reliability.png, fused_histogram.png and metrics.txt.",
+    )
+    _bundle_arg(p)
+    p.add_argument("--scores", help="CSV or Parquet scores to evaluate on (default: none)")
+    p.add_argument(
+        "--out", default="calibration-report", help="output directory (default: %(default)s)"
+    )
+    p.set_defaults(handler=guarded(commands.report))
 
-    p = sub.add_parser("verify", help="validate a bundle and print its sha256")
-    p.add_argument("bundle")
-    p.add_argument("--sha256", help="expected sha256 of the file bytes")
-    p.set_defaults(handler=_guarded(_verify))
+    p = _command(
+        sub,
+        "verify",
+        "validate a bundle and print its sha256",
+        "Prints the sha256 of the file bytes and a summary; exit 2 naming the field when "
+        "the bundle is invalid or the sha256 does not match --sha256.",
+    )
+    _bundle_arg(p)
+    p.add_argument(
+        "--sha256", metavar="HEX", help="expected sha256 of the file bytes (default: no pin)"
+    )
+    p.set_defaults(handler=guarded(commands.verify))
 
-    p = sub.add_parser("synth", help="write a seeded synthetic training set (long layout)")
-    p.add_argument("--out", required=True, help=".csv or .parquet file to write")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--videos", type=int, default=4000)
-    p.set_defaults(handler=_guarded(_synth))
+    p = _command(
+        sub,
+        "synth",
+        "write a seeded synthetic training set (long layout)",
+        "For tests, demos and calibrators/mock.json only.",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="FILE", help="file to write, ending in .csv or .parquet"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help=f"random seed, 0..{commands.SEED_MAX} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--videos",
+        type=int,
+        default=4000,
+        help=f"number of videos, 2..{commands.SYNTH_MAX_VIDEOS} (default: %(default)s)",
+    )
+    p.set_defaults(handler=guarded(commands.synth))
 
-    p = sub.add_parser("verdict-table", help="verdict of uniform grey frames with MOCK models")
-    p.add_argument("bundle")
+    p = _command(
+        sub,
+        "verdict-table",
+        "verdict of uniform grey frames with MOCK models",
+        "The mock model server scores a frame as mean(RGB)/255 + bias; prints which grey "
+        "levels 0..255 give REAL, UNCERTAIN and FAKE with this bundle.",
+    )
+    _bundle_arg(p)
     p.add_argument(
         "--bias",
         action="append",
         default=[],
         metavar="ID=FLOAT",
-        help="per-model bias of the mock server (repeatable)",
+        help="per-model bias of the mock server; repeatable (default: 0 for every model)",
     )
-    p.set_defaults(handler=_guarded(_verdict_table))
+    p.set_defaults(handler=guarded(commands.verdict_table))

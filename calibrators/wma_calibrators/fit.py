@@ -8,11 +8,8 @@ core's noisy-OR exactly as the gateway will fuse live scores.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -25,6 +22,7 @@ from wma_core import IsotonicCurve, noisy_or
 from wma_calibrators.bundle import CalibratorBundle, ModelCalibrator
 from wma_calibrators.errors import CalibrateError
 from wma_calibrators.metrics import auc, decision_metrics, metrics_report, youden_point
+from wma_calibrators.provenance import created_timestamp, tool_version
 from wma_calibrators.scores import VideoScores
 from wma_calibrators.thresholds import choose_band
 
@@ -80,22 +78,6 @@ class FitResult:
 def _number(value: float) -> float | None:
     """JSON-safe metric: NaN (undefined rate) becomes null."""
     return None if np.isnan(value) else float(value)
-
-
-def created_timestamp(created: str | None = None) -> str:
-    """``--created``, else ``SOURCE_DATE_EPOCH`` (reproducible builds), else now (UTC)."""
-    if created:
-        return created
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def tool_version() -> str:
-    try:
-        return "wma-ensemble " + metadata.version("wma-ensemble")
-    except metadata.PackageNotFoundError:
-        return "wma-ensemble (not installed)"
 
 
 def fit_bundle(

@@ -18,7 +18,7 @@ from wma_core import IsotonicCurve, Thresholds
 
 from wma_calibrators.bundle import CalibratorBundle, ModelCalibrator
 from wma_calibrators.errors import CalibrateError, UntrustedPickleError
-from wma_calibrators.fit import created_timestamp, tool_version
+from wma_calibrators.provenance import created_timestamp, tool_version
 
 
 def load_legacy_pickle(path: str | Path, *, trust: bool) -> dict[str, IsotonicRegression]:
@@ -34,8 +34,11 @@ def load_legacy_pickle(path: str | Path, *, trust: bool) -> dict[str, IsotonicRe
             obj = pickle.load(fh)
     except OSError as exc:
         raise CalibrateError(f"cannot read {path}: {exc.strerror}") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        raise CalibrateError(f"{path} is not a readable pickle: {exc}") from None
+    except Exception as exc:
+        # Unpickling runs the file's own code, which may raise anything at all.
+        raise CalibrateError(
+            f"{path} is not a readable pickle: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(obj, dict) or not obj:
         raise CalibrateError(f"{path} must hold a non-empty dict of model id -> IsotonicRegression")
     for model_id, model in obj.items():

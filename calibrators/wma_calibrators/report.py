@@ -26,6 +26,8 @@ from wma_calibrators.scores import VideoScores
 FloatArray = npt.NDArray[np.float64]
 _EPS = 1e-12
 _BINS = 10
+_HIST_BINS = 100
+_MARGIN = 0.05
 
 
 def calibrated_scores(bundle: CalibratorBundle, videos: VideoScores) -> dict[str, FloatArray]:
@@ -44,22 +46,40 @@ def _grid(n: int) -> tuple[Figure, list[Axes]]:
     return fig, axes
 
 
-def _reliability(
+def _label_counts(ax: Axes, mean_p: FloatArray, frac: FloatArray, counts: FloatArray) -> None:
+    """Each bin's video count beside its point, on the side of the diagonal facing the
+    inside of the plot: right of points in the lower half, left of those in the upper."""
+    for px, py, n in zip(mean_p, frac, counts, strict=True):
+        right = px < 0.5
+        ax.annotate(
+            str(int(n)),
+            (px, py),
+            textcoords="offset points",
+            xytext=(7 if right else -7, 0),
+            ha="left" if right else "right",
+            va="center",
+            fontsize=7,
+        )
+
+
+def reliability_figure(
     bundle: CalibratorBundle, labels: FloatArray, cal: dict[str, FloatArray]
 ) -> Figure:
+    """Per model: mean calibrated probability of each bin against its share of fakes."""
     fig, axes = _grid(len(cal))
     for ax, (model_id, probs) in zip(axes, cal.items(), strict=True):
         idx = np.minimum((probs * _BINS).astype(np.int64), _BINS - 1)
         used = np.unique(idx)
         mean_p = np.array([probs[idx == b].mean() for b in used])
         frac = np.array([labels[idx == b].mean() for b in used])
-        counts = np.array([(idx == b).sum() for b in used])
+        counts = np.array([(idx == b).sum() for b in used], dtype=np.float64)
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
         ax.plot(mean_p, frac, marker="o", label="observed")
-        for px, py, n in zip(mean_p, frac, counts, strict=True):
-            ax.annotate(str(n), (px, py), textcoords="offset points", xytext=(4, -12), fontsize=7)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="calibrated probability (bin mean)")
-        ax.set(ylabel="share of fakes", title=f"{model_id} ({bundle.models[model_id].aggregator})")
+        _label_counts(ax, mean_p, frac, counts)
+        # Margins keep points (and their labels) at 0 and 1 off the spines and tick labels.
+        ax.set(xlim=(-_MARGIN, 1 + _MARGIN), ylim=(-_MARGIN, 1 + _MARGIN))
+        ax.set(xlabel="calibrated probability (bin mean)", ylabel="share of fakes")
+        ax.set(title=f"{model_id} ({bundle.models[model_id].aggregator})")
         ax.legend(loc="upper left")
     fig.suptitle(f"Reliability per model ({_BINS} equal-width bins, labels = videos per bin)")
     return fig
@@ -70,19 +90,31 @@ def _nines(values: FloatArray) -> FloatArray:
     return -np.log10(np.clip(1.0 - values, _EPS, 1.0))
 
 
-def _fused_histogram(bundle: CalibratorBundle, labels: FloatArray, fused: FloatArray) -> Figure:
+def fused_histogram_figure(
+    bundle: CalibratorBundle, labels: FloatArray, fused: FloatArray
+) -> Figure:
+    """Fused scores of real and fake videos; a log count axis keeps the thin tails
+    around the thresholds visible next to the tall piles at either end."""
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    bins = np.linspace(0.0, float(_nines(np.array([fused.max()]))[0]) + 0.5, 60).tolist()
-    ax.hist(_nines(fused[labels == 0]), bins=bins, alpha=0.6, label="real videos")
-    ax.hist(_nines(fused[labels == 1]), bins=bins, alpha=0.6, label="fake videos")
+    top = float(_nines(np.array([fused.max()]))[0]) + 0.5
+    bins = np.linspace(0.0, top, _HIST_BINS + 1).tolist()
+    t = bundle.thresholds
+    low, high = (float(v) for v in _nines(np.array([t.t_low, t.t_high])))
+    ax.axvspan(low, high, color="0.85", label="UNCERTAIN band")
+    for label, name in ((0, "real videos"), (1, "fake videos")):
+        ax.hist(
+            _nines(fused[labels == label]), bins=bins, histtype="step", linewidth=1.5, label=name
+        )
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8)
     _mark_thresholds(ax, bundle, vertical=True)
     ax.set(
         xlabel="-log10(1 - fused score), capped at 12",
-        ylabel="videos",
+        ylabel="videos (log scale)",
         title="Fused noisy-OR scores",
     )
-    ax.legend()
+    ax.legend(loc="upper center")
     return fig
 
 
@@ -132,8 +164,8 @@ def write_report(
     cal = calibrated_scores(bundle, videos)
     fused = fuse_rows(cal)
     labels = videos.labels.astype(np.float64)
-    save(_reliability(bundle, labels, cal), "reliability.png")
-    save(_fused_histogram(bundle, labels, fused), "fused_histogram.png")
+    save(reliability_figure(bundle, labels, cal), "reliability.png")
+    save(fused_histogram_figure(bundle, labels, fused), "fused_histogram.png")
     table = metrics_report(
         videos.labels,
         fused,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pyarrow import ArrowException
 from tqdm import tqdm
 from wma_core import parse_aggregator
 
@@ -52,23 +53,31 @@ class VideoScores:
         return len(self.video_ids)
 
 
+def table_format(path: str | Path) -> str:
+    """``"csv"`` (``.csv``, ``.csv.gz``) or ``"parquet"`` (``.parquet``, ``.pq``) by file name."""
+    name = Path(path).name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    raise ScoresError(f"{path}: expected a file name ending in .csv or .parquet")
+
+
 def read_table(path: str | Path) -> tuple[pd.DataFrame, str]:
     """Read a CSV or Parquet file; returns the frame and the sha256 of its bytes."""
     p = Path(path)
+    kind = table_format(p)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ScoresError(f"cannot read scores file {path}: {exc.strerror}") from None
     try:
-        if p.suffix.lower() in (".parquet", ".pq"):
+        if kind == "parquet":
             df = pd.read_parquet(p)
-        elif p.suffix.lower() in (".csv", ".gz"):
-            df = pd.read_csv(p, dtype={"video_id": str, "model_id": str, "method": str})
         else:
-            raise ScoresError(f"scores file {path}: expected a .csv or .parquet file")
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, ScoresError):
-            raise
+            df = pd.read_csv(p, dtype={"video_id": str, "model_id": str, "method": str})
+    except (ValueError, OSError, ImportError, ArrowException) as exc:
+        # Corrupt or truncated files surface as whichever error the reader hits first.
         raise ScoresError(f"cannot parse scores file {path}: {exc}") from None
     return df, hashlib.sha256(data).hexdigest()
 

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from wma_calibrators.aggregators import DEFAULT_AGGREGATORS
+from wma_calibrators.errors import CalibrateError
+from wma_calibrators.scores import table_format
 
 # Which method each default model specialises in (REFERENCE section 1).
 SPECIALITY: Mapping[str, str] = {
@@ -45,7 +47,9 @@ def synthetic_frames(
 ) -> pd.DataFrame:
     """Long-layout frame scores: ``model_id, video_id, label, method, frame_prob``."""
     if n_videos < 2 or not 0.0 < fake_share < 1.0:
-        raise ValueError("need n_videos >= 2 and 0 < fake_share < 1")
+        raise CalibrateError(
+            f"need n_videos >= 2 and 0 < fake_share < 1, got {n_videos} and {fake_share}"
+        )
     rng = np.random.default_rng(seed)
     labels = (rng.random(n_videos) < fake_share).astype(np.int64)
     methods = np.where(labels == 1, rng.choice(FAKE_METHODS, size=n_videos), REAL_METHOD)
@@ -72,8 +76,8 @@ def synthetic_frames(
 
 
 def write_frames(df: pd.DataFrame, path: str | Path) -> None:
-    """Write as Parquet (``.parquet``) or CSV (anything else)."""
-    if str(path).endswith((".parquet", ".pq")):
+    """Write as Parquet or CSV, chosen by the file name (see :func:`table_format`)."""
+    if table_format(path) == "parquet":
         df.to_parquet(path, index=False)
     else:
         df.to_csv(path, index=False)
