@@ -1,10 +1,13 @@
-"""ParticipantTracker: banner hysteresis the meeting server shows to users."""
+"""The SDK: ParticipantTracker's banner hysteresis, FusionClient's local checks."""
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 from wma_core import Banner
-from wma_fusion.client import ParticipantTracker
+from wma_fusion.client import FusionClient, ParticipantTracker
 
 
 class Clock:
@@ -100,3 +103,19 @@ def test_a_participant_is_forgotten_once_silent_for_the_idle_ttl() -> None:
     clock.now = 40.0  # 30 s after the last answer
     assert tracker.forget_idle() == ["p"] and len(tracker) == 0
     assert tracker.banner("p") is Banner.NONE
+
+
+def test_process_frames_refuses_an_empty_batch_before_sending() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(415, json={"error": "must be multipart/form-data"})
+
+    async def call() -> None:
+        async with FusionClient("http://gw", transport=httpx.MockTransport(handler)) as client:
+            await client.process_frames([], "p1")
+
+    with pytest.raises(ValueError, match="at least one frame"):
+        asyncio.run(call())
+    assert sent == []

@@ -125,3 +125,20 @@ def test_agreement_counter_counts_banner_pairs_with_failures_as_error() -> None:
     assert value("GREEN", "GREEN") == 2.0
     assert value("ERROR", "RED") == 1.0
     assert value("RED", "RED") is None
+
+
+def test_every_record_latency_is_rounded_to_the_microsecond() -> None:
+    failed = PathOutcome("error", 5.689003000043158, error="no ensemble member answered")
+    record = build_record(
+        IdHasher(b"k"),
+        mode="shadow",
+        served_by="legacy",
+        participant_id="p",
+        meeting_id=None,
+        num_frames=1,
+        legacy=LEG,
+        ensemble=failed,
+        config_sha256=None,
+        calibrators_sha256=None,
+    )
+    assert json.dumps(record["ensemble"]["latency_ms"]) == "5.689"

@@ -166,3 +166,15 @@ def test_no_records_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     empty.write_text("nothing here\n")
     assert _cli(["rollout", "report", str(empty), "--out", str(tmp_path / "o")]) == 2
     assert "no comparison records" in capsys.readouterr().err
+
+
+def test_latency_bins_follow_the_data_not_the_slo() -> None:
+    from wma_fusion.rollout.report_render import latency_bins
+
+    # refused calls at ~1 ms, answers at tens of ms, one timeout at 2 s; the SLO is 5 s
+    values = [1.2, 1.3, 1.1] + [float(v) for v in range(20, 80, 3)] + [2000.0]
+    bins = latency_bins(values)
+    assert bins[0] <= min(values) and bins[-1] >= max(values) and bins[-1] < 5000
+    filled = {sum(lo <= v < hi for v in values) for lo, hi in zip(bins, bins[1:], strict=False)}
+    used = sum(any(lo <= v <= hi for v in values) for lo, hi in zip(bins, bins[1:], strict=False))
+    assert used >= 8 and max(filled) < len(values) / 2

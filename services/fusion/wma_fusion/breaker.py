@@ -5,10 +5,16 @@ refused at once (status ``circuit_open``) for ``reset_timeout_s``; then exactly
 one probe call is let through. Its success closes the breaker, its failure opens
 it again. The clock is injectable so tests need no sleeps. Not thread-safe: it
 lives on the gateway's event loop.
+
+It also logs its member's health as state *changes*, at WARNING, so a member that
+fails on every request gives a handful of lines, not one per call: the first
+failure after a success (with its status and error), the circuit opening, each
+half-open probe and its failure, and the recovery.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -20,15 +26,21 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+log = logging.getLogger("wma_fusion.breaker")
+
+
 class CircuitBreaker:
     def __init__(
         self,
         failure_threshold: int,
         reset_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        name: str = "upstream",
     ) -> None:
         self.failure_threshold = failure_threshold
         self.reset_timeout_s = reset_timeout_s
+        self.name = name
         self._clock = clock
         self._state = BreakerState.CLOSED
         self._failures = 0
@@ -53,15 +65,41 @@ class CircuitBreaker:
             return False
         self._state = BreakerState.HALF_OPEN
         self._probe_in_flight = True
+        log.warning("%s: circuit half-open, letting one probe call through", self.name)
         return True
 
     def record_success(self) -> None:
+        if self._failures:
+            closed = "; circuit closed" if self._state is not BreakerState.CLOSED else ""
+            log.warning("%s recovered after %d failed call(s)%s", self.name, self._failures, closed)
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._probe_in_flight = False
 
-    def record_failure(self) -> None:
+    def record_failure(self, detail: str = "") -> None:
+        """Count a failed call; ``detail`` (status and short error) goes to the log."""
         self._failures += 1
+        detail = detail[:200] or "failed"
+        if self._state is BreakerState.HALF_OPEN:
+            log.warning(
+                "%s: probe call failed (%s); circuit open again for %gs",
+                self.name,
+                detail,
+                self.reset_timeout_s,
+            )
+        elif self._state is BreakerState.CLOSED and self._failures >= self.failure_threshold:
+            log.warning(
+                "%s: circuit opened after %d consecutive failures (last: %s); calls are "
+                "refused for %gs",
+                self.name,
+                self._failures,
+                detail,
+                self.reset_timeout_s,
+            )
+        elif self._failures == 1:
+            log.warning(
+                "%s failing: %s (further failures are counted, not logged)", self.name, detail
+            )
         if self._state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
             self._state = BreakerState.OPEN
             self._opened_at = self._clock()

@@ -71,7 +71,13 @@ class FusionClient:
         *,
         meeting_id: str | None = None,
     ) -> dict[str, Any]:
-        """Analyze one batch of face crops; raises :class:`FusionClientError` without an answer."""
+        """Analyze one batch of face crops; raises :class:`FusionClientError` without an answer.
+
+        An empty ``frames`` is refused here with :class:`ValueError`: with no file part
+        httpx would send a form-encoded body, which the gateway can only refuse (415).
+        """
+        if not frames:
+            raise ValueError("process_frames needs at least one frame (JPEG or PNG bytes)")
         files = [("files", (f"frame{i}", f, _content_type(f))) for i, f in enumerate(frames)]
         data = {"participant_id": participant_id}
         if meeting_id is not None:

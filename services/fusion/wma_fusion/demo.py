@@ -69,19 +69,26 @@ def _write(directory: Path, frames: list[bytes]) -> None:
 
 def run(gateway: str | None = None, frames_dir: Path = FRAMES_DIR) -> int:
     """Analyze each participant; prints a table per participant and a summary."""
-    from wma_fusion.cli import _analyze, _local_gateway, format_result, load_frames
+    from wma_fusion.cli_analyze import (
+        analyze,
+        default_participant_id,
+        format_result,
+        load_frames,
+        local_gateway,
+    )
     from wma_fusion.client import FusionClientError
 
     participants = sorted(p for p in frames_dir.iterdir() if p.is_dir())
     summary = []
     with contextlib.ExitStack() as stack:
-        url = gateway or stack.enter_context(_local_gateway())
+        url = gateway or stack.enter_context(local_gateway())
         for directory in participants:
             frames = load_frames(directory, 27)
             try:
-                result = asyncio.run(_analyze(url, frames, directory.name))
+                pid = default_participant_id(directory)
+                result = asyncio.run(analyze(url, frames, pid, directory.name))
             except FusionClientError as exc:
-                print(f"{directory.name}: {exc}")  # noqa: T201
+                print(f"wma demo: error: {directory.name}: {exc}", file=sys.stderr)  # noqa: T201
                 return 1
             print(format_result(result), end="\n\n")  # noqa: T201
             summary.append(f"{directory.name:<16} {result['verdict']:<10} {result['banner']}")

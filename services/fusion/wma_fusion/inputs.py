@@ -22,6 +22,7 @@ from wma_fusion.errors import InputError, PayloadTooLarge, UnsupportedMedia
 PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: "$" would allow "\n"
 FRAME_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "application/octet-stream"})
 MAX_FIELD_BYTES = 4096
+MULTIPART_FRAMING_BYTES = 64 * 1024  # headers and boundaries around the frames
 
 
 @dataclass
@@ -43,9 +44,12 @@ class AnalyzeInput:
     meeting_id: str | None
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(request: Request, max_bytes: int, framing_bytes: int = 0) -> bytes:
+    """The whole body, refused (413) past ``max_bytes`` + ``framing_bytes``; the error
+    names the configured ``max_bytes`` (the framing allowance is internal)."""
+    cap = max_bytes + framing_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isdigit() and int(declared) > cap:
         raise PayloadTooLarge(
             f"request body is {declared} bytes, over max_request_bytes={max_bytes}"
         )
@@ -53,7 +57,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     try:
         async for chunk in request.stream():
             body += chunk
-            if len(body) > max_bytes:
+            if len(body) > cap:
                 raise PayloadTooLarge(f"request body is over max_request_bytes={max_bytes}")
     except ClientDisconnect:  # the caller's doing, not our bug: no 500, no traceback
         raise InputError("the client disconnected before sending the whole body") from None
@@ -61,11 +65,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[_Part]:
+    """Every part of a complete ``multipart/form-data`` body, in order."""
     mime, params = parse_options_header(content_type)
-    if mime != b"multipart/form-data" or b"boundary" not in params:
+    if mime != b"multipart/form-data":
         raise UnsupportedMedia("the request must be multipart/form-data with a 'files' field")
+    if not params.get(b"boundary"):
+        raise InputError("malformed multipart body: the content type has no boundary parameter")
     parts: list[_Part] = []
     header = [b"", b""]
+    ended: list[bool] = []
 
     def begin() -> None:
         if len(parts) >= max_parts:
@@ -93,6 +101,7 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[_Par
             "on_header_value": header_value,
             "on_header_end": header_end,
             "on_part_data": part_data,
+            "on_end": lambda: ended.append(True),
         },
     )
     try:
@@ -100,23 +109,35 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[_Par
         parser.finalize()
     except ValueError as exc:  # python-multipart's parse errors are ValueErrors
         raise InputError(f"malformed multipart body: {exc}") from None
+    # finalize() does not check that the body ended: a truncated or empty body (no
+    # closing boundary) would otherwise pass with whatever parts it had.
+    if not ended:
+        what = "is empty" if not body else "does not end with its closing boundary"
+        raise InputError(f"malformed multipart body: the body {what}")
     return parts
 
 
-def _text_field(parts: list[_Part], name: str) -> str | None:
+def _text_field(parts: list[_Part], request: Request, name: str) -> str | None:
+    """The field from the form, else from the query; given twice is ambiguous (400)."""
+    values = []
     for part in parts:
         part_name, is_file = part.disposition()
         if part_name == name and not is_file:
             if len(part.data) > MAX_FIELD_BYTES:
                 raise InputError(f"form field '{name}' is too long")
-            return part.data.decode("utf-8", "replace")
-    return None
+            values.append(part.data.decode("utf-8", "replace"))
+    if len(values) > 1:
+        raise InputError(f"form field '{name}' is given {len(values)} times; send it once")
+    queried = request.query_params.getlist(name)
+    if len(queried) > 1:
+        raise InputError(f"query parameter '{name}' is given {len(queried)} times; send it once")
+    return values[0] if values else (queried[0] if queried else None)
 
 
 async def read_analyze_request(request: Request, limits: FrameLimits) -> AnalyzeInput:
     """Everything ``/v1/analyze`` needs, checked; raises :class:`InputError` subclasses."""
     # The body cap allows for multipart framing around the frames themselves.
-    body = await read_body(request, limits.max_request_bytes + 64 * 1024)
+    body = await read_body(request, limits.max_request_bytes, MULTIPART_FRAMING_BYTES)
     parts = parse_multipart(body, request.headers.get("content-type", ""), limits.max_files + 16)
     frames: list[bytes] = []
     for part in parts:
@@ -129,14 +150,12 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
                 f"frame {len(frames)} has content type {declared!r}; send image/jpeg or image/png"
             )
         frames.append(bytes(part.data))
-    participant_id = _text_field(parts, "participant_id") or request.query_params.get(
-        "participant_id"
-    )
+    participant_id = _text_field(parts, request, "participant_id")
     if participant_id is None:
         raise InputError("participant_id is required (form field or query parameter)")
     if not PARTICIPANT_ID.fullmatch(participant_id):
         raise InputError("participant_id must be 1-128 characters of [A-Za-z0-9._:@-]")
-    meeting_id = _text_field(parts, "meeting_id") or request.query_params.get("meeting_id")
+    meeting_id = _text_field(parts, request, "meeting_id")
     if meeting_id is not None and not PARTICIPANT_ID.fullmatch(meeting_id):
         raise InputError("meeting_id must be 1-128 characters of [A-Za-z0-9._:@-]")
     if not frames:

@@ -5,28 +5,26 @@ model id (each in its own process group, its command line naming its id), plus a
 fifth mock server for the rollout's legacy path, waits until each is ready, writes a
 gateway config pointing at them and, if asked, serves the gateway on a thread. On
 exit (or any start failure) every child is stopped: SIGTERM to its group, then
-SIGKILL. Used by ``wma up``, ``wma analyze``, the demo, the tests and the benchmark.
+SIGKILL; a child also ends by itself when its parent dies (:mod:`wma_fusion.lifecycle`).
+Used by ``wma up``, ``wma analyze``, the demo, the tests and the benchmark.
 :func:`resolve_bundle` finds its calibrator bundle (a wheel does not ship one).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
-import signal
-import subprocess
-import sys
+import shutil
 import tempfile
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
 import yaml
 
+from wma_fusion.children import ModelProcess, start_model_server, wait_ready
+from wma_fusion.lifecycle import STACK_DIR_ENV, signals_deferred
 from wma_fusion.threaded import GatewayThread, StackError, free_port
 
 __all__ = [
@@ -51,6 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 # Only in a source checkout (or an editable install): a wheel does not ship it.
 DEFAULT_BUNDLE = REPO_ROOT / "calibrators" / "mock.json"
 BUNDLE_ENV = "CALIBRATORS_PATH"
+log = logging.getLogger("wma_fusion.stack")
 
 
 def resolve_bundle(
@@ -68,83 +67,6 @@ def resolve_bundle(
             "exists only in a source checkout, not in an installed wheel"
         )
     return chosen
-
-
-@dataclass
-class ModelProcess:
-    model_id: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
-
-
-def start_model_server(
-    model_id: str,
-    workdir: Path,
-    *,
-    port: int | None = None,
-    bias: float = 0.0,
-    env: dict[str, str] | None = None,
-) -> ModelProcess:
-    """Spawn ``wma model-server --model-id ID --backend mock`` on a loopback port."""
-    port = port or free_port()
-    cmd = [sys.executable, "-m", "wma_cli.main", "model-server", "--model-id", model_id]
-    cmd += ["--backend", "mock", "--host", "127.0.0.1", "--port", str(port)]
-    if bias:
-        cmd += ["--bias", str(bias)]
-    log_path = workdir / f"model-{model_id}.log"
-    child_env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", **(env or {})}
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=child_env,
-        )
-    return ModelProcess(model_id, port, process, log_path)
-
-
-def wait_ready(model: ModelProcess, timeout: float = 60.0) -> None:
-    """Poll the server's ``/v2/health/ready`` until 200; raise if it dies or stalls."""
-    end = time.monotonic() + timeout
-    with httpx.Client(timeout=1.0) as client:
-        while time.monotonic() < end:
-            if model.process.poll() is not None:
-                raise StackError(
-                    f"model server {model.model_id} exited with {model.process.returncode}:\n"
-                    + model.log_tail()
-                )
-            try:
-                if client.get(f"{model.url}/v2/health/ready").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-    raise StackError(f"model server {model.model_id} not ready in {timeout}s:\n" + model.log_tail())
 
 
 def gateway_config(
@@ -166,7 +88,12 @@ def gateway_config(
 
 
 class LocalStack:
-    """Mock model servers (+ legacy server) and a generated gateway config."""
+    """Mock model servers (+ legacy server) and a generated gateway config.
+
+    Children's logs and the config live in ``workdir`` (given: kept; else a fresh
+    ``wma-stack-*`` temporary directory, removed on exit unless a child had died
+    on its own, in which case it is kept for its logs and :attr:`kept_dir` says where).
+    """
 
     def __init__(
         self,
@@ -183,10 +110,11 @@ class LocalStack:
         self.biases = biases or {}
         self.legacy = legacy
         self.startup_timeout = startup_timeout
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._owns_workdir = workdir is None
         self.workdir = workdir
         self.models: dict[str, ModelProcess] = {}
         self.config_path: Path | None = None
+        self.kept_dir: Path | None = None
 
     @property
     def legacy_server(self) -> ModelProcess | None:
@@ -195,16 +123,24 @@ class LocalStack:
     def endpoints(self) -> dict[str, str]:
         return {mid: self.models[mid].url for mid in self.model_ids}
 
+    def exited(self) -> list[ModelProcess]:
+        """The children that have ended (on their own, while the stack runs)."""
+        return [m for m in self.models.values() if m.process.poll() is not None]
+
     def __enter__(self) -> LocalStack:
         if self.workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="wma-stack-")
-            self.workdir = Path(self._tmp.name)
+            self.workdir = Path(tempfile.mkdtemp(prefix="wma-stack-"))
+        else:
+            self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             ids = list(self.model_ids) + ([LEGACY_MODEL_ID] if self.legacy else [])
+            # Orphaned children (parent SIGKILLed) remove a temporary workdir themselves.
+            env = {STACK_DIR_ENV: str(self.workdir)} if self._owns_workdir else None
             for mid in ids:
-                self.models[mid] = start_model_server(
-                    mid, self.workdir, bias=self.biases.get(mid, 0.0)
-                )
+                with signals_deferred():  # a signal mid-spawn would orphan the child
+                    self.models[mid] = start_model_server(
+                        mid, self.workdir, bias=self.biases.get(mid, 0.0), env=env
+                    )
             for model in self.models.values():
                 wait_ready(model, self.startup_timeout)
             legacy = self.legacy_server
@@ -219,11 +155,20 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        """Stop every child; remove a temporary workdir unless a child had died."""
+        died = self.exited()
         for model in self.models.values():
             model.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self._owns_workdir and self.workdir is not None and self.kept_dir is None:
+            if died:
+                self.kept_dir = self.workdir
+                log.warning(
+                    "kept the local stack's logs in %s (%s exited on its own)",
+                    self.workdir,
+                    ", ".join(m.model_id for m in died),
+                )
+            else:
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __exit__(
         self,

@@ -66,14 +66,16 @@ LEGACY_BREAKER_ID = ""
 def _breaker(
     config: GatewayConfig, key: BreakerKey, breakers: Mapping[BreakerKey, CircuitBreaker]
 ) -> CircuitBreaker:
-    """The breaker kept under ``key`` if its settings still hold, else a fresh one."""
+    """The breaker kept under ``key`` if its settings still hold, else a fresh one
+    (named for the log: ``model <id>`` or ``legacy model``)."""
     fb = config.fanout.breaker
     breaker = breakers.get(key)
     if breaker is None or (breaker.failure_threshold, breaker.reset_timeout_s) != (
         fb.failure_threshold,
         fb.reset_timeout_s,
     ):
-        breaker = CircuitBreaker(fb.failure_threshold, fb.reset_timeout_s)
+        name = f"model {key[0]}" if key[0] != LEGACY_BREAKER_ID else "legacy model"
+        breaker = CircuitBreaker(fb.failure_threshold, fb.reset_timeout_s, name=name)
     return breaker
 
 
@@ -164,6 +166,7 @@ class StateHolder:
         self._seen = self._digest() if path is not None else None
 
     def _digest(self) -> str | None:
+        """The hash of the config and bundle files; None when the config is unreadable."""
         assert self.path is not None
         try:
             data = self.path.read_bytes()
@@ -182,9 +185,15 @@ class StateHolder:
         if self.path is None:
             return None
         digest = self._digest()
-        if digest is None or digest == self._seen:
+        if digest == self._seen:
             return None
         self._seen = digest
+        if digest is None:  # warned once; a file that comes back is a change again
+            log.warning(
+                "config file %s is gone or unreadable; keeping the config loaded from it", self.path
+            )
+            self._notify(False)
+            return False
         try:
             config, data = read_config(self.path, self._env)
             new_state = build_state(config, data, breakers_of(self.state))
@@ -193,7 +202,12 @@ class StateHolder:
             self._notify(False)
             return False
         self.state = new_state
-        log.info("loaded new config %s (sha256 %s)", self.path, new_state.config_sha256[:12])
+        log.info(
+            "loaded new config %s (config sha256 %s, calibrators sha256 %s)",
+            self.path,
+            new_state.config_sha256[:12],
+            new_state.bundle.sha256[:12],
+        )
         self._notify(True)
         return True
 

@@ -136,6 +136,8 @@ async def call_member(
         retried: bool = False,
     ) -> MemberReply:
         latency = (time.monotonic() - start) * 1000.0
+        if status in ("timeout", "error"):
+            breaker.record_failure(f"{status}: {error}")
         return MemberReply(entry.id, status, tuple(probs or ()), latency, error, retried)
 
     if not breaker.allow():
@@ -145,7 +147,6 @@ async def call_member(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                breaker.record_failure()
                 return reply("timeout", error="request deadline passed", retried=retried)
             budget = min(entry.timeout_s, remaining)
             timeout = httpx.Timeout(budget, connect=min(budget, 2.0))
@@ -157,18 +158,15 @@ async def call_member(
                         probs = await _post_legacy(client, entry, frames, timeout)
             except httpx.ConnectError as exc:
                 if retried or connect_retries < 1:
-                    breaker.record_failure()
                     return reply("error", error=f"connect error: {exc}", retried=retried)
                 retried = True
                 continue
             except (TimeoutError, httpx.TimeoutException):
-                breaker.record_failure()
                 return reply("timeout", error=f"no reply within {budget:.2f}s", retried=retried)
             except (httpx.HTTPError, UpstreamError) as exc:
-                breaker.record_failure()
                 return reply("error", error=str(exc) or type(exc).__name__, retried=retried)
             breaker.record_success()
             return reply("ok" if probs else "no_faces", probs, retried=retried)
     except asyncio.CancelledError:
-        breaker.record_failure()
+        breaker.record_failure("cancelled")
         raise

@@ -18,25 +18,44 @@ if TYPE_CHECKING:
 
 
 def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
-    rollout = subparsers.add_parser("rollout", help="rollout tools (comparison report)")
+    rollout = subparsers.add_parser(
+        "rollout",
+        help="rollout tools (comparison report)",
+        description="Tools for the legacy -> ensemble rollout.",
+    )
     sub = rollout.add_subparsers(dest="rollout_command", metavar="SUBCOMMAND", required=True)
     report = sub.add_parser(
-        "report", help="agreement, latency, errors and gates from comparison records"
+        "report",
+        help="agreement, latency, errors and gates from comparison records",
+        description="Read the gateway's comparison records (JSON lines, from its log or "
+        "records file; other lines are skipped) and write report.json, latency.png and "
+        "confusion.png: verdict agreement, banner confusion, latency and errors per path, "
+        "and the rollout gates.",
     )
-    report.add_argument("files", nargs="+", type=Path, metavar="FILE", help="record files")
+    report.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="record files (one or more)"
+    )
     report.add_argument(
         "--labels",
         type=Path,
         help="CSV with a 'label' (real|fake) column and one key column: participant_id_hash, "
-        "participant_id, meeting_id_hash or meeting_id",
+        "participant_id, meeting_id_hash or meeting_id (default: none; no TPR/FPR)",
     )
-    report.add_argument("--out", type=Path, default=Path("rollout-report"), help="output folder")
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=Path("rollout-report"),
+        help="output folder (default rollout-report)",
+    )
     report.add_argument(
         "--hash-key-env",
         default="WMA_RECORD_HASH_KEY",
-        help="env var holding the records' hash key, to match labels keyed by raw ids",
+        help="env var holding the records' hash key, to match labels keyed by raw ids "
+        "(default WMA_RECORD_HASH_KEY)",
     )
-    report.add_argument("--slo-ms", type=float, default=5000.0, help="latency SLO (ms)")
+    report.add_argument(
+        "--slo-ms", type=float, default=5000.0, help="latency SLO in ms (default 5000)"
+    )
     report.add_argument(
         "--uncertain-band",
         type=float,
@@ -45,7 +64,9 @@ def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar=("LO", "HI"),
         help="accepted ensemble uncertain rate, as fractions (default 0.01 0.04)",
     )
-    report.add_argument("--strict", action="store_true", help="exit 1 when a gate fails")
+    report.add_argument(
+        "--strict", action="store_true", help="exit 1 when a gate fails (default: exit 0)"
+    )
     report.set_defaults(handler=run_report)
 
 

@@ -144,7 +144,7 @@ async def run_legacy(
             if status in (LegacyStatus.OK, LegacyStatus.NO_FACES):
                 breaker.record_success()
             else:
-                breaker.record_failure()
+                breaker.record_failure(f"{status.value}: {kwargs.get('error')}")
         return LegacyResult(status, latency_ms, path.threshold, path.margin, **kwargs)
 
     if breaker is not None and not breaker.allow():
@@ -161,7 +161,7 @@ async def run_legacy(
     except asyncio.CancelledError:
         # A half-open probe that never reports would keep the breaker shut for good.
         if breaker is not None:
-            breaker.record_failure()
+            breaker.record_failure("cancelled")
         raise
     banner, mean_prob = band(probs, path.threshold, path.margin)
     status = LegacyStatus.OK if probs else LegacyStatus.NO_FACES

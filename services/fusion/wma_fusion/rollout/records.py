@@ -45,6 +45,14 @@ class PathOutcome:
     degraded: bool = False
     error: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every record gives latencies to the microsecond, whichever path built it.
+        object.__setattr__(self, "latency_ms", round(self.latency_ms, 3))
+
+    @property
+    def answered(self) -> bool:
+        return self.status in ("ok", "no_faces")
+
 
 def legacy_outcome(result: LegacyResult) -> PathOutcome:
     return PathOutcome(

@@ -1,7 +1,8 @@
 """Rendering of a rollout report: text tables, a JSON summary and two PNGs.
 
 Plots use matplotlib's object API on an Agg canvas (no pyplot global state, no
-display needed): the latency distribution of both paths with the SLO line, and
+display needed): the latency distribution of both paths (log-spaced bins over the
+data, with the SLO line where it falls inside them), and
 the legacy x ensemble banner confusion matrix.
 """
 
@@ -86,6 +87,21 @@ def write_summary(report: Report, gates: Sequence[Gate], path: Path) -> Path:
     return path
 
 
+def latency_bins(values: Sequence[float], n: int = 40) -> list[float]:
+    """Log-spaced bin edges from the smallest to the largest latency (ms).
+
+    Latencies span decades (a refused call takes 1 ms, a timeout seconds), and a
+    linear axis stretched to the SLO line put everything in its first bin.
+    """
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return [0.0, 1.0]
+    lo, hi = min(positive), max(positive)
+    if hi < lo * 1.05:  # one value, or nearly: a small window around it
+        lo, hi = lo / 1.1, hi * 1.1
+    return [float(b) for b in np.geomspace(lo, hi, n + 1)]
+
+
 def plot_latency(records: Sequence[Mapping[str, Any]], slo_ms: float, path: Path) -> Path:
     fig = Figure(figsize=(7, 4), dpi=100)
     FigureCanvasAgg(fig)
@@ -94,13 +110,18 @@ def plot_latency(records: Sequence[Mapping[str, Any]], slo_ms: float, path: Path
         p: [float(r[p]["latency_ms"]) for r in records if r[p].get("latency_ms") is not None]
         for p in PATHS
     }
-    top = max([slo_ms * 1.1] + [max(v) for v in series.values() if v])
-    bins = [float(b) for b in np.linspace(0.0, top, 50)]
+    bins = latency_bins([v for values in series.values() for v in values])
     for name, values in series.items():
         if values:
-            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} (n={len(values)})")
-    ax.axvline(slo_ms, color="red", linestyle="--", label=f"SLO {slo_ms:.0f} ms")
-    ax.set_xlabel("latency (ms)")
+            clipped = np.clip(values, bins[0], bins[-1])  # a 0 ms value lands in the first bin
+            ax.hist(clipped, bins=bins, alpha=0.6, label=f"{name} (n={len(values)})")
+    ax.set_xscale("log")
+    if bins[0] <= slo_ms <= bins[-1]:
+        ax.axvline(slo_ms, color="red", linestyle="--", label=f"SLO {slo_ms:.0f} ms")
+    else:
+        side = "above" if slo_ms > bins[-1] else "below"
+        ax.plot([], [], " ", label=f"SLO {slo_ms:.0f} ms ({side} every request)")
+    ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("requests")
     ax.set_title("Latency by path")
     ax.legend()

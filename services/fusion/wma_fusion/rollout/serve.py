@@ -55,6 +55,7 @@ class RolloutRuntime:
         self._environ = environ
         self._writer: RecordWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._shadow_failing: set[str] = set()
         if rollout.mode in (RolloutMode.SHADOW, RolloutMode.CANARY):
             self.writer(rollout.records)  # warns about a missing hash key at startup
 
@@ -65,6 +66,21 @@ class RolloutRuntime:
                 self._writer.close()
             self._writer = RecordWriter(sink, environ=self._environ)
         return self._writer
+
+    def note_shadow(self, path: str, outcome: PathOutcome) -> None:
+        """Log a shadowed path's health changes (WARNING): first failure, recovery."""
+        if not outcome.answered and path not in self._shadow_failing:
+            self._shadow_failing.add(path)
+            log.warning(
+                "shadowed %s path failing: %s (%s); further failures are counted in "
+                "wma_rollout_path_failures_total, not logged",
+                path,
+                outcome.status,
+                (outcome.error or "")[:200],
+            )
+        elif outcome.answered and path in self._shadow_failing:
+            self._shadow_failing.discard(path)
+            log.warning("shadowed %s path recovered", path)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -111,6 +127,8 @@ async def _compare(
             if isinstance(ens, BaseException)
             else ensemble_outcome(ens)
         )
+        shadowed = "ensemble" if plan.served_by is ServedBy.LEGACY else "legacy"
+        rt.note_shadow(shadowed, ens_out if shadowed == "ensemble" else leg_out)
         rt.metrics.observe_comparison(leg_out.banner, ens_out.banner)
         writer = rt.writer(state.config.rollout.records)
         writer.write(

@@ -1,0 +1,100 @@
+"""What ``/v1/analyze`` refuses before any fan-out, over real HTTP on loopback.
+
+Malformed multipart bodies (truncated, empty, no boundary), oversized bodies and
+ambiguous (repeated) ids are 4xx ``{"error"}`` answers that name the problem. The
+gateway's members point at a closed port: a request that got past the input
+checks would be a 503, never the 4xx asserted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+from wma_fusion.app import create_app
+from wma_fusion.samples import grey_frame, write_synthetic_bundle
+from wma_fusion.stack import GatewayThread, free_port
+
+IDS = ("9rfa62j1",)
+FRAME = grey_frame(10)
+MAX_REQUEST_BYTES = 20_000
+CT = "multipart/form-data; boundary=XX"
+PID_PART = b'--XX\r\nContent-Disposition: form-data; name="participant_id"\r\n\r\np1\r\n'
+FILE_PART = (
+    b'--XX\r\nContent-Disposition: form-data; name="files"; filename="f.png"\r\n'
+    b"Content-Type: image/png\r\n\r\n" + FRAME + b"\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("inputs")
+    write_synthetic_bundle(tmp / "bundle.json", IDS)
+    doc = {
+        "models": [{"id": IDS[0], "endpoint": f"http://127.0.0.1:{free_port()}"}],
+        "calibrators": {"path": str(tmp / "bundle.json")},
+        "limits": {"max_request_bytes": MAX_REQUEST_BYTES},
+        "reload": {"enabled": False},
+    }
+    (tmp / "gw.yaml").write_text(yaml.safe_dump(doc))
+    server = GatewayThread(create_app(tmp / "gw.yaml")).start()
+    yield server.url
+    server.stop()
+
+
+def post_raw(url: str, body: bytes, content_type: str = CT) -> httpx.Response:
+    headers = {"content-type": content_type}
+    return httpx.post(f"{url}/v1/analyze", content=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"", "the body is empty"),
+        (PID_PART + FILE_PART, "closing boundary"),  # no closing boundary
+        (PID_PART + FILE_PART[:-20], "closing boundary"),  # a part that never ends
+        (PID_PART + FILE_PART + b"--XX--", None),  # complete: passes the parser
+    ],
+    ids=["empty", "no-closing-boundary", "part-never-ends", "complete"],
+)
+def test_a_multipart_body_that_does_not_end_properly_is_refused_as_malformed(
+    url: str, body: bytes, problem: str | None
+) -> None:
+    response = post_raw(url, body)
+    if problem is None:
+        assert response.status_code == 503, response.text  # reached the (dead) member
+        return
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error.startswith("malformed multipart body") and problem in error
+
+
+def test_multipart_without_a_boundary_is_a_400_naming_the_boundary(url: str) -> None:
+    response = post_raw(url, PID_PART + FILE_PART + b"--XX--", "multipart/form-data")
+    assert response.status_code == 400
+    assert "boundary" in response.json()["error"]
+    other = post_raw(url, b"participant_id=p1", "application/x-www-form-urlencoded")
+    assert other.status_code == 415
+    assert "multipart/form-data" in other.json()["error"]
+
+
+def test_an_oversized_body_is_a_413_naming_the_configured_limit(url: str) -> None:
+    big = b"x" * (MAX_REQUEST_BYTES + 100_000)
+    response = post_raw(url, PID_PART + big + b"\r\n--XX--")
+    assert response.status_code == 413
+    assert f"max_request_bytes={MAX_REQUEST_BYTES}" in response.json()["error"]
+
+
+@pytest.mark.parametrize("field", ["participant_id", "meeting_id"])
+def test_a_repeated_id_field_is_ambiguous(url: str, field: str) -> None:
+    files = [("files", ("f.png", FRAME, "image/png"))]
+    data = {"participant_id": "p1", field: ["a", "b"]}
+    response = httpx.post(f"{url}/v1/analyze", data=data, files=files, timeout=30)
+    assert response.status_code == 400
+    assert f"'{field}' is given 2 times" in response.json()["error"]
+    other = {} if field == "participant_id" else {"participant_id": "p1"}
+    query = httpx.post(f"{url}/v1/analyze?{field}=a&{field}=b", data=other, files=files, timeout=30)
+    assert query.status_code == 400
+    assert f"'{field}' is given 2 times" in query.json()["error"]
