@@ -1,7 +1,8 @@
 """Reading an ``/v1/analyze`` request: body size cap, in-memory multipart, field checks.
 
 Frames are biometric data, so the multipart body is parsed in memory (Starlette's
-parser spools large parts to temporary files) and never logged. The frame limits
+parser spools large parts to temporary files) by the model server's reader
+(:mod:`wma_model_server.formdata`) and never logged. The frame limits
 and format checks are the model server's own (:mod:`wma_model_server.imaging`),
 run in a worker thread so header parsing never blocks the event loop.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from wma_model_server.exceptions import ModelServerError
+from wma_model_server.formdata import FormPart, read_form_parts
 from wma_model_server.imaging import FrameLimits, validate_frames
 
 from wma_fusion.errors import InputError, PayloadTooLarge, UnsupportedMedia
@@ -23,18 +25,6 @@ PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: "$" would 
 FRAME_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "application/octet-stream"})
 MAX_FIELD_BYTES = 4096
 MULTIPART_FRAMING_BYTES = 64 * 1024  # headers and boundaries around the frames
-
-
-@dataclass
-class _Part:
-    headers: dict[str, str] = field(default_factory=dict)
-    data: bytearray = field(default_factory=bytearray)
-
-    def disposition(self) -> tuple[str | None, bool]:
-        """The part's form name, and whether it is a file (has a filename)."""
-        _, params = parse_options_header(self.headers.get("content-disposition", ""))
-        name = params.get(b"name")
-        return (name.decode("utf-8", "replace") if name else None), b"filename" in params
 
 
 @dataclass(frozen=True)
@@ -64,60 +54,18 @@ async def read_body(request: Request, max_bytes: int, framing_bytes: int = 0) ->
     return bytes(body)
 
 
-def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[_Part]:
-    """Every part of a complete ``multipart/form-data`` body, in order."""
-    mime, params = parse_options_header(content_type)
-    if mime != b"multipart/form-data":
+def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[FormPart]:
+    """Every part of a complete ``multipart/form-data`` body, in order: the model
+    server's in-memory reader, which refuses an empty, cut-off or unterminated body."""
+    if parse_options_header(content_type)[0] != b"multipart/form-data":
         raise UnsupportedMedia("the request must be multipart/form-data with a 'files' field")
-    if not params.get(b"boundary"):
-        raise InputError("malformed multipart body: the content type has no boundary parameter")
-    parts: list[_Part] = []
-    header = [b"", b""]
-    ended: list[bool] = []
-
-    def begin() -> None:
-        if len(parts) >= max_parts:
-            raise InputError(f"too many form parts (more than {max_parts})")
-        parts.append(_Part())
-
-    def header_field(data: bytes, start: int, end: int) -> None:
-        header[0] += data[start:end]
-
-    def header_value(data: bytes, start: int, end: int) -> None:
-        header[1] += data[start:end]
-
-    def header_end() -> None:
-        parts[-1].headers[header[0].decode("latin-1").lower()] = header[1].decode("latin-1")
-        header[0], header[1] = b"", b""
-
-    def part_data(data: bytes, start: int, end: int) -> None:
-        parts[-1].data += data[start:end]
-
-    parser = MultipartParser(
-        params[b"boundary"],
-        {
-            "on_part_begin": begin,
-            "on_header_field": header_field,
-            "on_header_value": header_value,
-            "on_header_end": header_end,
-            "on_part_data": part_data,
-            "on_end": lambda: ended.append(True),
-        },
-    )
     try:
-        parser.write(body)
-        parser.finalize()
-    except ValueError as exc:  # python-multipart's parse errors are ValueErrors
-        raise InputError(f"malformed multipart body: {exc}") from None
-    # finalize() does not check that the body ended: a truncated or empty body (no
-    # closing boundary) would otherwise pass with whatever parts it had.
-    if not ended:
-        what = "is empty" if not body else "does not end with its closing boundary"
-        raise InputError(f"malformed multipart body: the body {what}")
-    return parts
+        return read_form_parts(body, content_type, max_parts=max_parts)
+    except ModelServerError as exc:  # malformed, no boundary, too many parts: all 400s here
+        raise InputError(exc.message) from None
 
 
-def _text_field(parts: list[_Part], request: Request, name: str) -> str | None:
+def _text_field(parts: list[FormPart], request: Request, name: str) -> str | None:
     """The field from the form, else from the query; given twice is ambiguous (400)."""
     values = []
     for part in parts:
@@ -138,7 +86,10 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
     """Everything ``/v1/analyze`` needs, checked; raises :class:`InputError` subclasses."""
     # The body cap allows for multipart framing around the frames themselves.
     body = await read_body(request, limits.max_request_bytes, MULTIPART_FRAMING_BYTES)
-    parts = parse_multipart(body, request.headers.get("content-type", ""), limits.max_files + 16)
+    # Parsing up to 64 MiB of multipart is CPU work: keep it off the event loop.
+    parts = await asyncio.to_thread(
+        parse_multipart, body, request.headers.get("content-type", ""), limits.max_files + 16
+    )
     frames: list[bytes] = []
     for part in parts:
         name, is_file = part.disposition()

@@ -98,6 +98,51 @@ async def test_non_multipart_body_and_bad_query_are_400(serve: Any, png: Any, fo
     assert bad_type.status_code == 400 and "model_type" in bad_type.json()["error"]
 
 
+def _part(frame: bytes) -> bytes:
+    head = b'--XX\r\nContent-Disposition: form-data; name="files"; filename="f.png"\r\n'
+    return head + b"Content-Type: image/png\r\n\r\n" + frame + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("cut", "needle"),
+    [
+        (lambda frame: b"", "the body is empty"),
+        (lambda frame: _part(frame), "closing boundary"),  # no closing boundary at all
+        (lambda frame: _part(frame) + b"--XX", "closing boundary"),  # boundary without "--"
+        (lambda frame: _part(frame)[: -len(frame) // 4 - 2], "ends inside part 0"),
+        (lambda frame: _part(frame) + b"--XX--\r\n", None),  # the complete body, for contrast
+    ],
+    ids=["empty", "no-closing-boundary", "unclosed-boundary", "part-never-ends", "complete"],
+)
+async def test_a_multipart_body_that_does_not_end_properly_is_refused_as_malformed(
+    serve: Any, png: Any, cut: Any, needle: str | None
+) -> None:
+    headers = {"content-type": "multipart/form-data; boundary=XX"}
+    async with serve() as client:
+        r = await client.post("/check_frame_batch", content=cut(png(51)), headers=headers)
+    if needle is None:
+        assert r.status_code == 200 and r.json()["probs"] == pytest.approx([0.2])
+    else:
+        assert r.status_code == 400
+        error = r.json()["error"]
+        assert error.startswith("malformed multipart body: ") and needle in error
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary="])
+async def test_multipart_without_a_boundary_is_a_400_naming_the_boundary(
+    serve: Any, png: Any, content_type: str
+) -> None:
+    body = _part(png(51)) + b"--XX--\r\n"
+    async with serve() as client:
+        r = await client.post(
+            "/check_frame_batch", content=body, headers={"content-type": content_type}
+        )
+    assert r.status_code == 400
+    assert r.json()["error"] == (
+        "malformed multipart body: the content type has no boundary parameter"
+    )
+
+
 @pytest.mark.parametrize(
     ("limits", "frames", "needle"),
     [
