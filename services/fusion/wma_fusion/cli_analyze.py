@@ -103,12 +103,17 @@ def default_participant_id(image_dir: Path) -> str:
 def local_gateway(bundle: Path | None = None) -> Iterator[str]:
     """A temporary local stack with its gateway on a thread; yields the gateway URL."""
     from wma_fusion.app import create_app
+    from wma_fusion.errors import ConfigError
     from wma_fusion.lifecycle import raise_on_signals
-    from wma_fusion.stack import GatewayThread, LocalStack, resolve_bundle
+    from wma_fusion.stack import GatewayThread, LocalStack, StackError, resolve_bundle
 
     with raise_on_signals(), LocalStack(bundle_path=resolve_bundle(bundle)) as stack:
         assert stack.config_path is not None
-        server = GatewayThread(create_app(stack.config_path)).start()
+        try:
+            app = create_app(stack.config_path)
+        except ConfigError as exc:  # e.g. an unsupported OTEL_TRACES_EXPORTER
+            raise StackError(str(exc)) from None
+        server = GatewayThread(app).start()
         try:
             yield server.url
         finally:

@@ -88,6 +88,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     from wma_fusion.app import create_app
     from wma_fusion.cli import setup_logging
+    from wma_fusion.errors import ConfigError
     from wma_fusion.lifecycle import Terminated, raise_on_signals
     from wma_fusion.stack import LocalStack, StackError, resolve_bundle
 
@@ -128,6 +129,9 @@ def run_up(args: argparse.Namespace) -> int:
             server.run(sockets=[sock])
     except (Terminated, KeyboardInterrupt):
         pass
+    except ConfigError as exc:  # e.g. an unsupported OTEL_TRACES_EXPORTER
+        print(f"wma up: error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     except StackError as exc:
         print(f"wma up: error: {exc}", file=sys.stderr)  # noqa: T201
         return 1

@@ -3,14 +3,14 @@
 Flags override ``WMA_MS_*`` environment variables. ``--model-id`` is required so
 that ``ps`` tells the four servers apart. The checkpoint is loaded before the
 port opens, so a refused checkpoint exits at once (status 2) naming the key.
-Tracing follows ``OTEL_TRACES_EXPORTER`` (``console`` or ``otlp``; default none).
+Tracing follows ``OTEL_TRACES_EXPORTER`` (``console`` or ``otlp``; default none), see
+:func:`wma_model_server.telemetry.tracer_provider_from_env`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any
 
@@ -48,29 +48,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_model_server)
 
 
-def _tracer_provider(model_id: str) -> Any:
-    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
-    if exporter_name in ("", "none"):
-        return None
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    exporter: Any
-    if exporter_name == "console":
-        exporter = ConsoleSpanExporter()
-    elif exporter_name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter()
-    else:
-        raise ValueError(f"OTEL_TRACES_EXPORTER={exporter_name!r}: use none, console or otlp")
-    name = os.environ.get("OTEL_SERVICE_NAME", f"wma-model-server-{model_id}")
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
-
-
 def run_model_server(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -78,6 +55,7 @@ def run_model_server(args: argparse.Namespace) -> int:
     from wma_model_server.backends import build_backend
     from wma_model_server.exceptions import ModelServerError
     from wma_model_server.settings import ModelServerSettings
+    from wma_model_server.telemetry import FlushTracesAtShutdown, tracer_provider_from_env
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     overrides = {
@@ -85,16 +63,16 @@ def run_model_server(args: argparse.Namespace) -> int:
     }
     try:
         settings = ModelServerSettings(**{k: v for k, v in overrides.items() if v is not None})
+        provider = tracer_provider_from_env(settings.model_id)  # refused before loading
         backend = build_backend(settings)
-        provider = _tracer_provider(settings.model_id)
     except (ValidationError, ModelServerError, ValueError) as exc:
         print(f"wma model-server: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    app = create_app(settings, backend=backend, tracer_provider=provider)
+    app: Any = create_app(settings, backend=backend, tracer_provider=provider)
+    if provider is not None:  # flushed at the end of the lifespan, before the process ends
+        app = FlushTracesAtShutdown(app, provider)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=args.log_level.lower()
     )
     uvicorn.Server(config).run()
-    if provider is not None:
-        provider.shutdown()
     return 0
