@@ -25,7 +25,10 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="wma-gateway" \
       org.opencontainers.image.description="wma-ensemble fusion gateway" \
       org.opencontainers.image.source="https://github.com/wma/wma-ensemble"
-RUN groupadd --system --gid 10001 wma \
+# The base image's own pip/setuptools/wheel go too: nothing in the final image can
+# install or build packages (the venv's were removed in the build stage).
+RUN python -m pip uninstall -y pip setuptools wheel \
+ && groupadd --system --gid 10001 wma \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin wma
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \

@@ -14,6 +14,8 @@ ARG BASE=cpu
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: a virtual environment with the project and its torch extra ----
+# torch-${BASE} and runtime-${BASE} below are stages of this file picked by BASE
+# (BuildKit builds only the stages the target needs), not image tags.
 FROM ${PYTHON_IMAGE} AS venv
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip setuptools wheel
@@ -25,6 +27,7 @@ FROM venv AS torch-cuda
 ARG CUDA_WHEELS=cu124
 RUN /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/${CUDA_WHEELS} "torch>=2.2,<3"
 
+# hadolint ignore=DL3006
 FROM torch-${BASE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -42,11 +45,15 @@ FROM ${PYTHON_IMAGE} AS runtime-cuda
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
+# hadolint ignore=DL3006
 FROM runtime-${BASE} AS runtime
 LABEL org.opencontainers.image.title="wma-model-server" \
       org.opencontainers.image.description="wma-ensemble model server (legacy API + OIP v2)" \
       org.opencontainers.image.source="https://github.com/wma/wma-ensemble"
-RUN groupadd --system --gid 10001 wma \
+# The base image's own pip/setuptools/wheel go too: nothing in the final image can
+# install or build packages (the venv's were removed in the build stage).
+RUN python -m pip uninstall -y pip setuptools wheel \
+ && groupadd --system --gid 10001 wma \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin wma
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \

@@ -23,6 +23,9 @@ fi
 for tool in docker kind kubectl; do
   command -v "$tool" >/dev/null || { echo "kind-e2e: $tool is not on PATH" >&2; exit 2; }
 done
+docker info >/dev/null 2>&1 || { echo "kind-e2e: cannot reach the Docker daemon (docker info)" >&2; exit 2; }
+kind version
+kubectl version --client
 
 cleanup() {
   if [[ "${KEEP_CLUSTER:-0}" != "1" ]]; then
@@ -32,6 +35,8 @@ cleanup() {
   fi
 }
 
+# An existing cluster is reused as it is (and kept): it needs the port mapping of
+# k8s-tests/kind-config.yaml for the 27-frame test to reach the gateway.
 if ! kind get clusters | grep -qx "$CLUSTER"; then
   trap cleanup EXIT
   kind create cluster --name "$CLUSTER" --config k8s-tests/kind-config.yaml \
@@ -46,6 +51,7 @@ kind load docker-image --name "$CLUSTER" wma-model-server:dev wma-gateway:dev
 
 if [[ -n "$GATEWAY_API_VERSION" ]]; then
   kubectl apply -f "https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
+  kubectl wait --for condition=established --timeout=60s crd/httproutes.gateway.networking.k8s.io
 fi
 
 echo "kind-e2e: offline chart checks"

