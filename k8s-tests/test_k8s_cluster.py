@@ -28,22 +28,20 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import urllib3
 import yaml
+from chart_render import CHART, KIND_VALUES
+from live_processes import poll_ok
 from PIL import Image
 
 helm = pytest.importorskip("helm_python")
 k8s_client = pytest.importorskip("kubernetes.client")
 k8s_config = pytest.importorskip("kubernetes.config")
 
-REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / "charts" / "wma-ensemble"
-KIND_VALUES = REPO / "ci" / "kind-values.yaml"
 RELEASE = "wma-e2e"
 TIMEOUT_S = int(os.environ.get("WMA_E2E_TIMEOUT_S", "600"))
 GATEWAY_URL = os.environ.get("WMA_E2E_GATEWAY_URL", "http://127.0.0.1:30080")
@@ -206,18 +204,9 @@ def _wait_rolled_out(namespace: str) -> list[Any]:
 
 def _wait_gateway_reachable(timeout_s: float = 120.0) -> None:
     """The NodePort answers a little after the pod is ready (endpoints, kube-proxy)."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"{GATEWAY_URL}/readyz", timeout=5.0)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(1)
-    pytest.fail(f"gateway not reachable at {GATEWAY_URL}/readyz after {timeout_s}s: {last}")
+    last = poll_ok(f"{GATEWAY_URL}/readyz", timeout_s, interval=1, request_timeout=5.0)
+    if last is not None:
+        pytest.fail(f"gateway not reachable at {GATEWAY_URL}/readyz after {timeout_s}s: {last}")
 
 
 @pytest.mark.cluster

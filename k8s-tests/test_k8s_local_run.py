@@ -24,36 +24,26 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from chart_render import KIND_VALUES, NAMESPACE, REPO
+from live_processes import free_port, poll_ok
 from PIL import Image
 from wma_calibrators.bundle import parse_bundle
 from wma_core import noisy_or, verdict_for_score
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
-KIND_VALUES = REPO / "ci" / "kind-values.yaml"
 DOCKERFILE_OF = {"model-server": "model-server.Dockerfile", "gateway": "gateway.Dockerfile"}
-NAMESPACE = "wma-test"
 WMA = Path(sys.executable).with_name("wma")
 FRAMES = 6
 GREY = 140
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _png(grey: int) -> bytes:
@@ -162,21 +152,14 @@ class LocalPod:
 
 
 def _wait_ok(pod: LocalPod, url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
+    def still_running() -> None:
         assert pod.proc is not None
         if pod.proc.poll() is not None:
             pytest.fail(f"{pod.name} exited with {pod.proc.returncode}:\n{pod.logs()}")
-        try:
-            response = httpx.get(url, timeout=2.0)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(0.2)
-    pytest.fail(f"{pod.name} not ready at {url} after {timeout_s}s ({last}):\n{pod.logs()}")
+
+    last = poll_ok(url, timeout_s, interval=0.2, request_timeout=2.0, before_each=still_running)
+    if last is not None:
+        pytest.fail(f"{pod.name} not ready at {url} after {timeout_s}s ({last}):\n{pod.logs()}")
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +175,7 @@ def local_release(
     rewrites: dict[str, str] = {}
     for service in manifests.of_kind("Service"):
         name = service["metadata"]["name"]
-        port = _free_port()
+        port = free_port()
         service_ports[name] = port
         for service_port in service["spec"]["ports"]:
             url = f"http://{name}.{NAMESPACE}.svc:{service_port['port']}"
@@ -336,7 +319,7 @@ def test_image_healthchecks_pass_against_the_servers_and_fail_without_one(
     for probe in probes:  # nothing listening: the check must fail, not pass vacuously
         result = subprocess.run(
             probe,
-            env={"WMA_HEALTH_PORT": str(_free_port())},
+            env={"WMA_HEALTH_PORT": str(free_port())},
             capture_output=True,
             text=True,
             timeout=30,

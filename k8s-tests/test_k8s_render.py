@@ -13,18 +13,19 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from chart_render import (
+    CHART,
+    GPU_VALUES,
+    KIND_VALUES,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    Manifests,
+    RenderFn,
+)
 
 helm = pytest.importorskip("helm_python")
 
-# The same names as conftest.py (with --import-mode=importlib it is not importable).
-REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / "charts" / "wma-ensemble"
-KIND_VALUES = REPO / "ci" / "kind-values.yaml"
-GPU_VALUES = REPO / "ci" / "gpu-values.example.yaml"
-RELEASE = "wma"
-NAMESPACE = "wma-test"
-Manifests = Any
-RenderFn = Callable[..., Any]
 
 MODEL_IDS = {
     "9rfa62j1": "topk4",

@@ -6,15 +6,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 
-import httpx
 import pytest
+from live_processes import WMA, children_of, http_ok, reap, wait_for
 from wma_fusion.stack import free_port
 
 pytestmark = pytest.mark.slow
-WMA = [sys.executable, "-m", "wma_cli.main"]
 
 
 def test_demo_prints_each_participants_verdict_and_banner() -> None:
@@ -35,22 +32,6 @@ def test_demo_prints_each_participants_verdict_and_banner() -> None:
     assert "Traceback" not in done.stderr
 
 
-def _children_of(pid: int) -> dict[int, str]:
-    cmdlines = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdlines[int(entry)] = f.read().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-    return cmdlines
-
-
 def test_up_serves_the_stack_and_stops_every_child_on_sigterm() -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -60,24 +41,15 @@ def test_up_serves_the_stack_and_stops_every_child_on_sigterm() -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == f"gateway: http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "gateway not ready"
-            time.sleep(0.1)
-        children = _children_of(proc.pid)
+        ready = f"http://127.0.0.1:{port}/readyz"
+        wait_for(lambda: http_ok(ready), "gateway not ready", 60, 0.1)
+        children = children_of(proc.pid)
         for model_id in ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m", "legacy"):
             assert any(f"--model-id {model_id} " in c for c in children.values()), children
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         stderr = proc.stderr.read() if proc.stderr else ""
         if proc.stdout:
             proc.stdout.close()

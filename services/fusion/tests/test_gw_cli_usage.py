@@ -11,19 +11,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from wma_cli.main import build_parser, main
 from wma_fusion.app import create_app
 from wma_fusion.samples import grey_frame
 from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, free_port
-from wma_model_server.app import create_app as create_model_server
-from wma_model_server.settings import ModelServerSettings
 
 MEMBER = "9rfa62j1"
 COMMANDS = (("gateway",), ("up",), ("analyze",), ("demo",), ("rollout", "report"))
@@ -52,15 +48,10 @@ def test_every_gateway_command_has_a_description_and_every_option_a_help_with_it
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    member = GatewayThread(create_model_server(ModelServerSettings(model_id=MEMBER))).start()
-    end = time.monotonic() + 30
-    while httpx.get(f"{member.url}/v2/health/ready").status_code != 200:
-        assert time.monotonic() < end, "model server not ready"
-        time.sleep(0.05)
+def gateway(tmp_path_factory: pytest.TempPathFactory, mock_member: str) -> Iterator[str]:
     config = tmp_path_factory.mktemp("gw") / "gw.yaml"
     doc = {
-        "models": [{"id": MEMBER, "endpoint": member.url}],
+        "models": [{"id": MEMBER, "endpoint": mock_member}],
         "calibrators": {"path": str(DEFAULT_BUNDLE)},
         "reload": {"enabled": False},
     }
@@ -68,7 +59,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = GatewayThread(create_app(config)).start()
     yield server.url
     server.stop()
-    member.stop()
 
 
 @pytest.fixture

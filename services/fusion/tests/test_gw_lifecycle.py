@@ -11,18 +11,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
+from live_processes import WMA, children_of, http_ok, reap, wait_for
 from wma_fusion.demo import FRAMES_DIR
 from wma_fusion.stack import free_port
 
 pytestmark = pytest.mark.slow
-WMA = [sys.executable, "-m", "wma_cli.main"]
 STACK_SIZE = 5  # four members and the legacy server
 
 
@@ -32,29 +28,6 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
     except OSError:
         return False
-
-
-def children_of(pid: int) -> dict[int, str]:
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    found[int(entry)] = f.read().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, what
-        time.sleep(0.05)
 
 
 def stack_dir(children: dict[int, str]) -> Path:
@@ -98,10 +71,7 @@ def start_up(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], Path, Pa
 
 
 def ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
-    except httpx.HTTPError:
-        return False
+    return http_ok(f"http://127.0.0.1:{port}/readyz")
 
 
 def test_up_reports_a_dead_model_server_and_stops_on_sighup_keeping_the_logs(
@@ -119,9 +89,7 @@ def test_up_reports_a_dead_model_server_and_stops_on_sighup_keeping_the_logs(
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(60) == 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         if proc.stdout:
             proc.stdout.close()
     err = err_path.read_text()
@@ -145,9 +113,7 @@ def test_up_children_end_and_remove_the_stack_dir_when_up_itself_is_killed(tmp_p
         wait_for(lambda: not [p for p in children if alive(p)], "children outlived up", 60)
         wait_for(lambda: not workdir.exists(), "the orphans left the stack directory", 10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         if proc.stdout:
             proc.stdout.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -8,8 +8,6 @@ shadowed path. Members here: an in-process mock model server and a closed port.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,6 @@ from wma_fusion.app import create_app
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.samples import grey_frame
 from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, free_port
-from wma_model_server.app import create_app as create_model_server
-from wma_model_server.settings import ModelServerSettings
 
 LIVE, DEAD = "9rfa62j1", "1mjgo9w1"
 FRAME = grey_frame(60)
@@ -58,17 +54,6 @@ def test_the_breaker_logs_each_state_change_once(caplog: pytest.LogCaptureFixtur
     assert "model m1 recovered after 4 failed call(s); circuit closed" in lines[5]
 
 
-@pytest.fixture(scope="module")
-def live_member() -> Iterator[str]:
-    server = GatewayThread(create_model_server(ModelServerSettings(model_id=LIVE))).start()
-    end = time.monotonic() + 30
-    while httpx.get(f"{server.url}/v2/health/ready").status_code != 200:
-        assert time.monotonic() < end, "model server not ready"
-        time.sleep(0.05)
-    yield server.url
-    server.stop()
-
-
 def gateway_config(tmp_path: Path, live: str, **top: Any) -> Path:
     dead = f"http://127.0.0.1:{free_port()}"
     doc = {
@@ -92,9 +77,9 @@ def analyze(url: str, n: int) -> list[int]:
 
 
 def test_a_dead_member_is_logged_when_it_starts_failing_not_per_request(
-    live_member: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    mock_member: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = GatewayThread(create_app(gateway_config(tmp_path, live_member))).start()
+    server = GatewayThread(create_app(gateway_config(tmp_path, mock_member))).start()
     try:
         with caplog.at_level(logging.INFO):
             assert analyze(server.url, 8) == [200] * 8
@@ -108,14 +93,14 @@ def test_a_dead_member_is_logged_when_it_starts_failing_not_per_request(
 
 
 def test_a_failing_shadowed_path_is_logged_once(
-    live_member: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    mock_member: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     rollout = {
         "mode": "shadow",
-        "legacy": {"endpoint": live_member},
+        "legacy": {"endpoint": mock_member},
         "records": {"log": False},
     }
-    config = gateway_config(tmp_path, live_member, rollout=rollout)
+    config = gateway_config(tmp_path, mock_member, rollout=rollout)
     doc = yaml.safe_load(config.read_text())
     doc["models"] = [doc["models"][1]]  # only the dead member: the ensemble always fails
     config.write_text(yaml.safe_dump(doc))

@@ -12,12 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,11 +22,10 @@ import httpx
 import pytest
 import yaml
 from fastapi import FastAPI, Request, Response
+from live_processes import GatewayProcess, wait_for
 from wma_fusion.rollout.canary import in_canary
 from wma_fusion.samples import grey_frame
-from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, free_port
-from wma_model_server.app import create_app as create_model_server
-from wma_model_server.settings import ModelServerSettings
+from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread
 
 pytestmark = pytest.mark.slow
 MEMBER = "9rfa62j1"
@@ -38,62 +33,16 @@ SALT = "replica-salt"
 FRAME = grey_frame(60)
 
 
-class GatewayProcess:
+def gateway_process(config: Path, log: Path, hash_seed: str = "0") -> GatewayProcess:
     """One ``wma gateway`` child process on a free loopback port."""
-
-    def __init__(self, config: Path, log: Path, hash_seed: str = "0") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        cmd = [sys.executable, "-m", "wma_cli.main", "gateway", "--config", str(config)]
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OTEL_TRACES_EXPORTER": "none"}
-        env["WMA_RECORD_HASH_KEY"] = "k"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [*cmd, "--port", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        end = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, f"gateway exited:\n{self.output()}"
-            try:
-                if httpx.get(f"{self.url}/livez", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < end, f"gateway did not start:\n{self.output()}"
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def terminate(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OTEL_TRACES_EXPORTER": "none"}
+    env["WMA_RECORD_HASH_KEY"] = "k"
+    return GatewayProcess(config, log, env)
 
 
 def analyze(client: httpx.Client, url: str, pid: str) -> httpx.Response:
     files = [("files", ("f.png", FRAME, "image/png"))]
     return client.post(f"{url}/v1/analyze", data={"participant_id": pid}, files=files)
-
-
-@pytest.fixture(scope="module")
-def model_server() -> Iterator[str]:
-    settings = ModelServerSettings(model_id=MEMBER, backend="mock")
-    server = GatewayThread(create_model_server(settings)).start()
-    end = time.monotonic() + 30
-    while httpx.get(f"{server.url}/v2/health/ready").status_code != 200:
-        assert time.monotonic() < end, "model server not ready"
-        time.sleep(0.05)
-    yield server.url
-    server.stop()
 
 
 def served_by(url: str, ids: list[str]) -> list[str]:
@@ -110,11 +59,11 @@ def served_by(url: str, ids: list[str]) -> list[str]:
 
 
 def test_two_gateway_processes_route_every_participant_alike_across_a_restart(
-    model_server: str, tmp_path: Path
+    mock_member: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "gateway.yaml"
     doc = {
-        "models": [{"id": MEMBER, "endpoint": model_server}],
+        "models": [{"id": MEMBER, "endpoint": mock_member}],
         "calibrators": {"path": str(DEFAULT_BUNDLE)},
         "reload": {"enabled": False},
         "rollout": {
@@ -122,7 +71,7 @@ def test_two_gateway_processes_route_every_participant_alike_across_a_restart(
             "canary_percent": 30.0,
             "canary_salt": SALT,
             "shadow_other_path": False,
-            "legacy": {"endpoint": model_server},
+            "legacy": {"endpoint": mock_member},
             "records": {"log": False},
         },
     }
@@ -131,14 +80,14 @@ def test_two_gateway_processes_route_every_participant_alike_across_a_restart(
     expected = ["ensemble" if in_canary(pid, 30.0, SALT) else "legacy" for pid in ids]
     assert 30 < expected.count("ensemble") < 90  # the sample has both sides
     # Different hash seeds: Python's hash() would route differently in each process.
-    first = GatewayProcess(config, tmp_path / "a.log", hash_seed="1")
-    second = GatewayProcess(config, tmp_path / "b.log", hash_seed="2")
+    first = gateway_process(config, tmp_path / "a.log", hash_seed="1")
+    second = gateway_process(config, tmp_path / "b.log", hash_seed="2")
     try:
         assert served_by(first.url, ids) == expected
         assert served_by(second.url, ids) == expected
         second.terminate()
         assert second.process.wait(30) == 0
-        restarted = GatewayProcess(config, tmp_path / "b2.log", hash_seed="3")
+        restarted = gateway_process(config, tmp_path / "b2.log", hash_seed="3")
         try:
             assert served_by(restarted.url, ids) == expected
         finally:
@@ -181,7 +130,7 @@ def test_sigterm_drains_in_flight_requests_then_refuses_connections(tmp_path: Pa
         "reload": {"enabled": False},
     }
     config.write_text(yaml.safe_dump(doc))
-    gateway = GatewayProcess(config, tmp_path / "gw.log")
+    gateway = gateway_process(config, tmp_path / "gw.log")
     in_flight = 4
     try:
         with ThreadPoolExecutor(in_flight) as pool:
@@ -191,10 +140,9 @@ def test_sigterm_drains_in_flight_requests_then_refuses_connections(tmp_path: Pa
                     return analyze(client, gateway.url, f"p{i}")
 
             futures = [pool.submit(one, i) for i in range(in_flight)]
-            end = time.monotonic() + 30
-            while member.held < in_flight:  # every request is waiting on the member
-                assert time.monotonic() < end, "requests never reached the member"
-                time.sleep(0.02)
+            wait_for(  # every request is waiting on the member
+                lambda: member.held >= in_flight, "requests never reached the member", 30, 0.02
+            )
             gateway.terminate()
             refused = False
             end = time.monotonic() + 30

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 from fastapi import FastAPI, Request, Response
+from live_processes import wait_for
 from wma_fusion.app import create_app
 from wma_fusion.breaker import BreakerState, CircuitBreaker
 from wma_fusion.rollout.config import LegacyPath
@@ -25,8 +26,6 @@ from wma_fusion.rollout.legacy import LegacyStatus, run_legacy
 from wma_fusion.samples import grey_frame
 from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread
 from wma_fusion.state import StateHolder, load_state
-from wma_model_server.app import create_app as create_model_server
-from wma_model_server.settings import ModelServerSettings
 
 MEMBER = "9rfa62j1"
 KEY_ENV = {"WMA_RECORD_HASH_KEY": "k"}
@@ -59,18 +58,6 @@ class LegacyServer:
 
         self.server = GatewayThread(app)
         self.url = self.server.url
-
-
-@pytest.fixture(scope="module")
-def member() -> Iterator[str]:
-    settings = ModelServerSettings(model_id=MEMBER, backend="mock")
-    server = GatewayThread(create_model_server(settings)).start()
-    end = time.monotonic() + 30
-    while httpx.get(f"{server.url}/v2/health/ready").status_code != 200:
-        assert time.monotonic() < end, "model server not ready"
-        time.sleep(0.05)
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
@@ -106,10 +93,10 @@ def metric(url: str, prefix: str) -> float:
 
 
 def test_failing_legacy_model_opens_its_breaker_and_recovers(
-    tmp_path: Path, member: str, legacy: LegacyServer
+    tmp_path: Path, mock_member: str, legacy: LegacyServer
 ) -> None:
     legacy.failing = True
-    config = write_config(tmp_path / "g.yaml", member, legacy.url)
+    config = write_config(tmp_path / "g.yaml", mock_member, legacy.url)
     server = GatewayThread(create_app(config, env=KEY_ENV)).start()
     try:
         statuses = [analyze(server.url) for _ in range(3)]
@@ -133,13 +120,13 @@ def test_failing_legacy_model_opens_its_breaker_and_recovers(
 
 
 def test_a_slow_shadowed_legacy_model_does_not_hold_the_ensemble_answer(
-    tmp_path: Path, member: str, legacy: LegacyServer
+    tmp_path: Path, mock_member: str, legacy: LegacyServer
 ) -> None:
     legacy.hold = True
     records = tmp_path / "records.jsonl"
     config = write_config(
         tmp_path / "g.yaml",
-        member,
+        mock_member,
         legacy.url,
         mode="canary",
         canary_percent=100.0,
@@ -150,10 +137,8 @@ def test_a_slow_shadowed_legacy_model_does_not_hold_the_ensemble_answer(
         response = analyze(server.url)
         assert response.status_code == 200, response.text
         assert response.json()["served_by"] == "ensemble"
-        end = time.monotonic() + 10
-        while legacy.held < 1:  # the shadow call reaches the legacy model and waits there
-            assert time.monotonic() < end, "the shadow legacy call never arrived"
-            time.sleep(0.02)
+        # the shadow call reaches the legacy model and waits there
+        wait_for(lambda: legacy.held >= 1, "the shadow legacy call never arrived", 10, 0.02)
         legacy.release.set()  # only now can the legacy model answer
     finally:
         server.stop()  # drains the shadow task: the record is written
@@ -164,10 +149,10 @@ def test_a_slow_shadowed_legacy_model_does_not_hold_the_ensemble_answer(
 
 
 def test_a_serving_legacy_call_is_bounded_by_the_fanout_deadline(
-    tmp_path: Path, member: str, legacy: LegacyServer
+    tmp_path: Path, mock_member: str, legacy: LegacyServer
 ) -> None:
     legacy.hold = True
-    config = write_config(tmp_path / "g.yaml", member, legacy.url)
+    config = write_config(tmp_path / "g.yaml", mock_member, legacy.url)
     doc = yaml.safe_load(config.read_text())
     doc["fanout"]["deadline_s"] = 0.5  # smaller than legacy.timeout_s (10 s)
     config.write_text(yaml.safe_dump(doc))

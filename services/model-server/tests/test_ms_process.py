@@ -2,52 +2,30 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from live_processes import WMA, free_port, start_model_server
 from wma_model_server.protocol import decode_infer_response, encode_infer_request
 
 pytestmark = pytest.mark.slow
 MODEL_ID = "9rfa62j1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "wma_cli.main", "model-server", *args]
+    return [*WMA, "model-server", *args]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    args = ["--model-id", MODEL_ID, "--backend", "mock", "--port", str(port), "--max-batch", "8"]
+    args = ["--model-id", MODEL_ID, "--backend", "mock", "--max-batch", "8"]
     log = tmp_path_factory.mktemp("ms") / "server.log"  # a file, not a pipe that could fill up
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(_command(*args), stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_model_server(log, *args)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "model server did not become ready"
-            time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
@@ -118,7 +96,7 @@ def test_cli_refuses_a_checkpoint_that_does_not_fit(tmp_path: Path) -> None:
             "--checkpoint",
             str(path),
             "--port",
-            str(_free_port()),
+            str(free_port()),
         ),
         capture_output=True,
         text=True,
@@ -138,7 +116,7 @@ def test_cli_refuses_cuda_on_a_host_without_it(tmp_path: Path) -> None:
     save_random_checkpoint(path, TINY)
     done = subprocess.run(
         _command("--model-id", "x1", "--backend", "effort", "--checkpoint", str(path))
-        + ["--device", "cuda", "--port", str(_free_port())],
+        + ["--device", "cuda", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=120,
