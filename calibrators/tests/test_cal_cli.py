@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from wma_calibrators.cli import register
 from wma_calibrators.scores import read_table
-from wma_cli.main import build_parser
+from wma_cli.main import build_parser, main
 
 CliResult = tuple[int, str, str]
 MOCK = Path(__file__).resolve().parents[1] / "mock.json"
@@ -200,8 +200,6 @@ class _ClosedPipe(io.StringIO):
 def test_every_calibrate_command_treats_a_closed_stdout_as_a_quiet_141(
     action: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = _actions()[action]
-    args = parser.parse_args([str(MOCK)])
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
-    assert args.handler(args) == 141
+    assert main(["calibrate", action, str(MOCK)]) == 141
     assert capsys.readouterr().err == ""

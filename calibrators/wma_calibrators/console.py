@@ -3,14 +3,13 @@
 :func:`guarded` wraps each command handler and owns the exit-code contract:
 0 on success; 2 with one line ``error: ...`` on stderr for anything the user
 can cause (bad arguments or input, an invalid bundle, an unreadable or
-unwritable file); and a quiet exit 141 (like a process killed by SIGPIPE) when
-whoever reads stdout goes away, as in ``wma calibrate verify b.json | head -1``.
+unwritable file); a closed stdout (``wma calibrate verify b.json | head -1``) is left to
+:func:`wma_cli.main.main`, which ends every command quietly with 141.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
@@ -21,7 +20,6 @@ from wma_calibrators.provenance import source_date_epoch
 Handler = Callable[[argparse.Namespace], int]
 
 EXIT_USER_ERROR = 2
-EXIT_BROKEN_PIPE = 128 + 13  # the shell's status for a process killed by SIGPIPE
 
 
 def say(text: str, *, err: bool = False) -> None:
@@ -40,15 +38,6 @@ def _os_message(exc: OSError) -> str:
     return str(exc)
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass  # stdout is not a file descriptor (e.g. captured in-process)
-
-
 def guarded(handler: Handler) -> Handler:
     """``handler`` with the exit-code contract above."""
 
@@ -60,8 +49,7 @@ def guarded(handler: Handler) -> Handler:
             sys.stdout.flush()
             return code
         except BrokenPipeError:
-            _silence_stdout()
-            return EXIT_BROKEN_PIPE
+            raise  # an OSError, but not the user's: wma_cli.main ends quietly with 141
         except BundleError as exc:
             say(f"error: invalid bundle: {exc}", err=True)
         except CalibrateError as exc:

@@ -51,8 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (``wma ... | head``): not an error worth a traceback.
         # Point stdout at /dev/null so the interpreter's final flush stays quiet.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # stdout is not a file descriptor (e.g. captured in-process)
         return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     return int(code or 0)
 
