@@ -21,20 +21,30 @@ def _command(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     args = ["--model-id", MODEL_ID, "--backend", "mock", "--max-batch", "8"]
     log = tmp_path_factory.mktemp("ms") / "server.log"  # a file, not a pipe that could fill up
     proc, url = start_model_server(log, *args)
     try:
-        yield url
+        yield url, log
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def test_process_command_line_names_the_model(server: str) -> None:
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    assert any("model-server" in line and MODEL_ID in line for line in ps.stdout.splitlines())
+@pytest.fixture(scope="module")
+def server(started: tuple[str, Path]) -> str:
+    return started[0]
+
+
+def test_the_process_says_which_model_it_serves(started: tuple[str, Path]) -> None:
+    url, log = started
+    with httpx.Client(base_url=url, timeout=30) as client:
+        meta = client.get(f"/v2/models/{MODEL_ID}").json()
+        other = client.get("/v2/models/1mjgo9w1")
+    assert meta["name"] == MODEL_ID
+    assert other.status_code == 404 and MODEL_ID in other.json()["error"]
+    assert f"model {MODEL_ID} ready (mock backend)" in log.read_text()
 
 
 def test_old_client_request_against_the_real_process(server: str, png: Any) -> None:
