@@ -128,6 +128,14 @@ async def test_a_multipart_body_that_does_not_end_properly_is_refused_as_malform
         assert error.startswith("malformed multipart body: ") and needle in error
 
 
+async def test_a_part_content_type_that_is_not_utf8_is_refused_as_415(serve: Any, png: Any) -> None:
+    body = _part(png(51)).replace(b"image/png", b"image/p\xffng") + b"--XX--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=XX"}
+    async with serve() as client:
+        r = await client.post("/check_frame_batch", content=body, headers=headers)
+    assert r.status_code == 415 and "not image/jpeg or image/png" in r.json()["error"]
+
+
 @pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary="])
 async def test_multipart_without_a_boundary_is_a_400_naming_the_boundary(
     serve: Any, png: Any, content_type: str

@@ -157,6 +157,51 @@ def _json_request(inputs: list[dict[str, Any]], **extra: Any) -> bytes:
             "unknown output",
         ),
         (b'{"inputs": []}', {"Inference-Header-Content-Length": "999"}, 400, "outside the body"),
+        (
+            _json_request(
+                [{"name": "images", "shape": [1], "datatype": "BYTES", "data": ["AA=="]}],
+                outputs=5,
+            ),
+            {},
+            400,
+            "'outputs' must be a list",
+        ),
+        (
+            _json_request(
+                [{"name": "images", "shape": [1], "datatype": "BYTES", "data": ["AA=="]}],
+                outputs=True,
+            ),
+            {},
+            400,
+            "'outputs' must be a list",
+        ),
+        (  # a lone surrogate cannot become UTF-8 bytes
+            _json_request(
+                [{"name": "images", "shape": [1], "datatype": "BYTES", "data": ["\ud800"]}]
+            ),
+            {},
+            400,
+            "not valid Unicode",
+        ),
+        (  # a 400-digit integer does not fit a float
+            b'{"inputs": [{"name": "pixels", "shape": [1], "datatype": "FP32", "data": ['
+            + b"9" * 400
+            + b"]}]}",
+            {},
+            400,
+            "out of range for FP32",
+        ),
+        (b"[" * 1000 + b"]" * 1000, {}, 400, "nested too deeply"),
+        (
+            b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": '
+            + b"[" * 100_000
+            + b"1"
+            + b"]" * 100_000
+            + b"}]}",
+            {},
+            400,
+            "nested too deeply",
+        ),
     ],
 )
 async def test_bad_infer_requests_are_4xx_naming_the_problem(

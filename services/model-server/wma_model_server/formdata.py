@@ -46,7 +46,8 @@ class FormPart:
     @property
     def content_type(self) -> str:
         """The declared media type, lower-cased, without parameters (``""`` if none)."""
-        return parse_options_header(self.headers.get("content-type", ""))[0].decode().lower()
+        mime = parse_options_header(self.headers.get("content-type", ""))[0]
+        return mime.decode("latin-1").lower()  # header bytes need not be UTF-8
 
 
 def read_form_parts(

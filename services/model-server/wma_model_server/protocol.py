@@ -141,6 +141,8 @@ def _split(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], byt
         message = json.loads(head)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"inference header is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("inference header is nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError("inference header must be a JSON object")
     return message, blobs
@@ -228,8 +230,11 @@ def decode_infer_request(body: bytes, headers: Mapping[str, str]) -> InferReques
     params = message.get("parameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError("'parameters' must be an object")
+    requested = message.get("outputs") or []
+    if not isinstance(requested, list):
+        raise ProtocolError("'outputs' must be a list of objects with a string 'name'")
     outputs: dict[str, bool] = {}
-    for entry in message.get("outputs") or []:
+    for entry in requested:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise ProtocolError("each requested output must be an object with a string 'name'")
         out_params = entry.get("parameters") or {}

@@ -87,7 +87,10 @@ def _as_bytes(value: object) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:  # e.g. a lone surrogate ("\ud800") from JSON
+            raise ProtocolError("BYTES element is not valid Unicode text") from None
     raise ProtocolError(f"BYTES element must be bytes or str, got {type(value).__name__}")
 
 
@@ -133,12 +136,18 @@ def decode_binary(raw: bytes, datatype: str, shape: object) -> np.ndarray[Any, A
     return out.reshape(shape)
 
 
-def _flatten(data: object) -> list[object]:
-    if not isinstance(data, list):
-        return [data]
+def _flatten(data: list[object]) -> list[object]:
+    # Iterative: nesting as deep as the JSON parser allows must not hit the recursion limit.
     flat: list[object] = []
-    for item in data:
-        flat.extend(_flatten(item))
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
     return flat
 
 
@@ -167,7 +176,12 @@ def decode_json_data(data: object, datatype: str, shape: object) -> np.ndarray[A
             raise ProtocolError(f"{datatype} tensor data out of range [{info.min}, {info.max}]")
     elif not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
         raise ProtocolError(f"{datatype} tensor data must hold only numbers")
-    return np.asarray(flat, dtype=dtype).reshape(shape)
+    try:
+        return np.asarray(flat, dtype=dtype).reshape(shape)
+    except OverflowError:  # an integer too large for any float (JSON allows any length)
+        raise ProtocolError(
+            f"{datatype} tensor data holds a number out of range for {datatype}"
+        ) from None
 
 
 def encode_json_data(array: np.ndarray[Any, Any], datatype: str) -> list[Any]:
