@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import wma_model_server.pipeline as pipeline_module
@@ -156,3 +157,31 @@ async def test_multipart_with_too_many_parts_is_413_before_any_decoding(
     async with serve(max_files=2, max_queue_frames=2) as client:
         r = await client.post("/check_frame_batch", data=fields, files={"files": png(1)})
     assert r.status_code == 413 and "too many form parts (max_files=2)" in r.json()["error"]
+
+
+class BrokenPrepareBackend(MockBackend):
+    """A backend with a bug: preparing a frame raises an unexpected exception."""
+
+    def prepare(self, frame: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, Any]:
+        raise RuntimeError("bug in prepare")
+
+    def warmup(self) -> None:
+        pass
+
+
+async def test_an_unexpected_exception_is_a_json_500_logged_with_its_traceback(
+    serve: Any, png: Any, form: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serve(impl=BrokenPrepareBackend("m1")) as client:
+        app = client.app  # type: ignore[attr-defined]
+        # Starlette re-raises after answering, for the server to see; a client still gets the reply.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ms") as raw:
+            r = await raw.post("/check_frame_batch", files=form([png(51)]))
+            metrics = (await raw.get("/metrics")).text
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error"}
+    (record,) = [r for r in caplog.records if "unexpected error" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info is not None
+    assert "bug in prepare" not in r.text  # internals are not sent to the caller
+    assert 'wma_ms_requests_total{endpoint="/check_frame_batch",status="500"} 1.0' in metrics

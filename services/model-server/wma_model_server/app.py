@@ -98,6 +98,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), exc.headers)
 
+    # Our own bugs: JSON like every other error, details only in the log. Starlette
+    # re-raises after this answer, so the server sees the failure as well.
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s -> 500: unexpected error", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal error")
+
 
 def create_app(
     settings: ModelServerSettings,
