@@ -4,6 +4,7 @@ model failures as JSON errors, and the limits of the OIP and multipart paths."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -185,3 +186,31 @@ async def test_an_unexpected_exception_is_a_json_500_logged_with_its_traceback(
     assert record.levelname == "ERROR" and record.exc_info is not None
     assert "bug in prepare" not in r.text  # internals are not sent to the caller
     assert 'wma_ms_requests_total{endpoint="/check_frame_batch",status="500"} 1.0' in metrics
+
+
+async def test_503_and_429_are_logged_as_warnings_and_model_failures_as_errors(
+    serve: Any, gated_backend: Any, png: Any, form: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wma_model_server")
+    backend = gated_backend("m1")
+    warm = threading.Event()
+    backend.warmup = lambda: warm.wait(20)
+    async with serve(impl=backend, wait_ready=False, max_queue_frames=1, max_files=1) as client:
+        loading = await client.post("/check_frame_batch", files=form([png(51)]))
+        warm.set()
+        while (await client.get("/v2/health/ready")).status_code != 200:
+            await asyncio.sleep(0.01)
+        first = asyncio.create_task(client.post("/check_frame_batch", files=form([png(51)])))
+        while not backend.started.is_set():
+            await asyncio.sleep(0.01)
+        full = await client.post("/check_frame_batch", files=form([png(51)]))
+        backend.gate.set()
+        await first
+    async with serve(impl=NaNForBlackBackend("m1")) as client:
+        broken = await client.post("/check_frame_batch", files=form([png(0)]))
+    assert (loading.status_code, full.status_code, broken.status_code) == (503, 429, 500)
+    levels = {
+        status: {r.levelname for r in caplog.records if f"-> {status}:" in r.getMessage()}
+        for status in (503, 429, 500)
+    }
+    assert levels == {503: {"WARNING"}, 429: {"WARNING"}, 500: {"ERROR"}}

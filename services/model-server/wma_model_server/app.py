@@ -67,6 +67,10 @@ async def _load(state: ServerState, given: Backend | None, executor: ThreadPoolE
     log.info("model %s ready (%s backend)", settings.model_id, backend.kind)
 
 
+# Overload and not-ready are states of the server, not bugs: WARNING; client errors INFO.
+_LOG_LEVELS = {429: logging.WARNING, 500: logging.ERROR, 503: logging.WARNING}
+
+
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -74,7 +78,7 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelServerError)
     async def domain_error(request: Request, exc: ModelServerError) -> JSONResponse:
-        level = logging.ERROR if exc.status_code >= 500 else logging.INFO
+        level = _LOG_LEVELS.get(exc.status_code, logging.INFO)
         log.log(level, "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
         headers = None
         if isinstance(exc, OverloadedError):
