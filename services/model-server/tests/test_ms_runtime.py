@@ -16,7 +16,12 @@ import wma_model_server.pipeline as pipeline_module
 import wma_model_server.routes_legacy as legacy_module
 import wma_model_server.routes_v2 as v2_module
 from wma_model_server.backends.mock import MockBackend
-from wma_model_server.protocol import InferTensor, encode_infer_request, encode_message
+from wma_model_server.protocol import (
+    InferRequest,
+    InferTensor,
+    encode_infer_request,
+    encode_message,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +58,7 @@ async def test_parsing_decoding_cropping_and_inference_never_run_on_the_event_lo
 
     record(legacy_module, "parse_frame_parts")
     record(v2_module, "decode_infer_request")
+    record(InferRequest, "images")  # base64 decoding of up to max_request_bytes
     for name in ("validate_frames", "decode_frame", "crop_largest_face"):
         record(pipeline_module, name)
     loop_thread = threading.get_ident()
@@ -61,13 +67,15 @@ async def test_parsing_decoding_cropping_and_inference_never_run_on_the_event_lo
         legacy = await client.post(
             "/check_frame_batch?recrop=true", files=form([face_jpeg], "image/jpeg")
         )
-        body, headers = encode_infer_request("r", [png(51)], binary=True)
-        oip = await client.post("/v2/models/m1/infer", content=body, headers=headers)
+        for binary in (True, False):
+            body, headers = encode_infer_request("r", [png(51)], binary=binary)
+            oip = await client.post("/v2/models/m1/infer", content=body, headers=headers)
+            assert oip.status_code == 200
     assert legacy.status_code == 200 and legacy.json()["num_scored"] == 1
-    assert oip.status_code == 200
     assert {name for name, _ in calls} == {
         "parse_frame_parts",
         "decode_infer_request",
+        "images",
         "validate_frames",
         "decode_frame",
         "crop_largest_face",

@@ -9,6 +9,7 @@ no_face), in JSON or with the binary tensor data extension, as requested.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 
 from wma_model_server import __version__
 from wma_model_server.exceptions import BadRequestError, LimitExceededError, ModelNotFoundError
-from wma_model_server.pipeline import FrameScores
+from wma_model_server.pipeline import FrameScores, ScoringPipeline
 from wma_model_server.protocol import (
     InferRequest,
     ProtocolError,
@@ -83,20 +84,43 @@ async def model_ready(model_id: str, state: StateDep) -> dict[str, Any]:
     return {"name": model_id, "ready": True}
 
 
-async def _score(state: ServerState, request: InferRequest) -> FrameScores:
-    pipeline = state.require_pipeline()
-    unknown = set(request.inputs) - {"images", "pixels"}
-    if unknown or len(request.inputs) != 1:
+@dataclass(frozen=True)
+class _Call:
+    """A decoded infer request: what to score and which outputs to answer with."""
+
+    request: InferRequest
+    outputs: list[str]
+    recrop: bool
+    frames: list[bytes] | None  # input 'images', base64-decoded
+    pixels: np.ndarray[Any, np.dtype[np.uint8]] | None  # input 'pixels'
+
+
+def _decode_call(body: bytes, headers: dict[str, str]) -> _Call:
+    # CPU-bound (JSON, base64 of up to max_request_bytes): runs in a worker thread.
+    request = decode_infer_request(body, headers)
+    wanted = list(request.outputs) or list(_OUTPUTS)
+    unknown = [name for name in wanted if name not in _OUTPUTS]
+    if unknown:
+        raise ProtocolError(f"unknown output {unknown[0]!r}; outputs are 'probs' and 'status'")
+    if set(request.inputs) - {"images", "pixels"} or len(request.inputs) != 1:
         raise BadRequestError("send exactly one input: 'images' (BYTES) or 'pixels' (UINT8)")
     recrop = request.parameters.get("recrop", False)
     if not isinstance(recrop, bool):
         raise BadRequestError("parameter 'recrop' must be a boolean")
     if "images" in request.inputs:
-        return await pipeline.score_encoded(request.images(), recrop=recrop, debug=False)
+        return _Call(request, wanted, recrop, request.images(), None)
     tensor = request.inputs["pixels"]
     pixels = tensor.data
     if tensor.datatype != "UINT8" or pixels.ndim != 4 or pixels.shape[3] != 3:
         raise BadRequestError("input 'pixels' must be UINT8 with shape [N, H, W, 3]")
+    return _Call(request, wanted, recrop, None, pixels)
+
+
+async def _score(pipeline: ScoringPipeline, call: _Call) -> FrameScores:
+    if call.frames is not None:
+        return await pipeline.score_encoded(call.frames, recrop=call.recrop, debug=False)
+    assert call.pixels is not None
+    pixels = call.pixels
     limits = pipeline.limits
     n, height, width = pixels.shape[:3]
     if n == 0 or height == 0 or width == 0:
@@ -107,28 +131,24 @@ async def _score(state: ServerState, request: InferRequest) -> FrameScores:
         raise LimitExceededError(
             f"frames of {width}x{height} exceed max_frame_pixels={limits.max_frame_pixels}"
         )
-    return await pipeline.score_pixels(list(pixels), recrop=recrop)
+    return await pipeline.score_pixels(list(pixels), recrop=call.recrop)
 
 
 @router.post("/models/{model_id}/infer")
 async def infer(model_id: str, request: Request, state: StateDep) -> Response:
     _check_model(state, model_id)
-    state.require_pipeline()
+    pipeline = state.require_pipeline()
     body = await read_body(request, state.settings.max_request_bytes)
-    decoded = await asyncio.to_thread(decode_infer_request, body, dict(request.headers))
-    wanted = list(decoded.outputs) or list(_OUTPUTS)
-    unknown = [name for name in wanted if name not in _OUTPUTS]
-    if unknown:
-        raise ProtocolError(f"unknown output {unknown[0]!r}; outputs are 'probs' and 'status'")
-    scores = await _score(state, decoded)
+    call = await asyncio.to_thread(_decode_call, body, dict(request.headers))
+    scores = await _score(pipeline, call)
     arrays = {
         "probs": scores.probs,
         "status": np.array([s.encode() for s in scores.statuses], dtype=object),
     }
     content, headers = encode_infer_response(
         model_id,
-        decoded.id,
-        {name: arrays[name] for name in wanted},
-        binary=[name for name in wanted if decoded.wants_binary(name)],
+        call.request.id,
+        {name: arrays[name] for name in call.outputs},
+        binary=[name for name in call.outputs if call.request.wants_binary(name)],
     )
     return Response(content=content, headers=headers)
