@@ -1,7 +1,8 @@
 """Frame limits, format sniffing and decoding: the one gate every frame passes.
 
 :class:`FrameLimits` and :func:`validate_frames` are public so that the gateway
-applies exactly the same checks before its fan-out. Formats are recognised by
+applies exactly the same checks before its fan-out; :func:`validate_pixels` is the
+same gate for already-decoded frames (OIP input ``pixels``). Formats are recognised by
 magic bytes; image dimensions are read from the header *before* the pixels are
 decoded, so a decompression bomb is refused without being expanded. Frames are
 never written anywhere. All functions are synchronous and CPU-bound: callers on
@@ -24,7 +25,15 @@ from wma_model_server.exceptions import (
     UnsupportedFormatError,
 )
 
-__all__ = ["FrameLimits", "decode_frame", "sniff_format", "validate_frames"]
+__all__ = [
+    "FrameLimits",
+    "check_frames",
+    "decode_image",
+    "open_frame",
+    "sniff_format",
+    "validate_frames",
+    "validate_pixels",
+]
 
 _MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG"}
@@ -63,8 +72,12 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _open(data: bytes, fmt: str, limits: FrameLimits, index: int) -> Image.Image | None:
-    """Open lazily (header only) and check the pixel count; None if the header is unreadable."""
+def open_frame(data: bytes, fmt: str, limits: FrameLimits, index: int) -> Image.Image | None:
+    """Open a frame lazily (header only) and check its pixel count.
+
+    ``fmt`` is its :func:`sniff_format`; ``index`` names the frame in a 413.
+    None if the header is unreadable (the frame is then undecodable, not refused).
+    """
     try:
         image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -75,6 +88,7 @@ def _open(data: bytes, fmt: str, limits: FrameLimits, index: int) -> Image.Image
         return None
     width, height = image.size
     if width * height > limits.max_frame_pixels:
+        image.close()
         raise LimitExceededError(
             f"frame {index} is {width}x{height} pixels, over "
             f"max_frame_pixels={limits.max_frame_pixels}"
@@ -82,13 +96,12 @@ def _open(data: bytes, fmt: str, limits: FrameLimits, index: int) -> Image.Image
     return image
 
 
-def validate_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
-    """Check count, sizes, formats and header dimensions; return each frame's format.
+def check_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
+    """The checks that need no image parsing: count, sizes and format; each frame's format.
 
     Raises :class:`BadRequestError` (400) for no frames or an empty frame,
-    :class:`LimitExceededError` (413) for a count/size/pixel limit and
+    :class:`LimitExceededError` (413) for a count or size limit and
     :class:`UnsupportedFormatError` (415) for a frame that is not JPEG or PNG.
-    A frame whose header cannot be parsed passes: it is reported as undecodable later.
     """
     if not frames:
         raise BadRequestError("no frames: send at least one JPEG or PNG frame")
@@ -110,17 +123,45 @@ def validate_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
         fmt = sniff_format(data)
         if fmt is None:
             raise UnsupportedFormatError(f"frame {index} is not a JPEG or PNG image")
-        _open(data, fmt, limits, index)
         formats.append(fmt)
     return formats
 
 
-def decode_frame(data: bytes, limits: FrameLimits) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
-    """RGB uint8 ``[H, W, 3]`` pixels of a JPEG/PNG frame, or None if it cannot be decoded."""
-    fmt = sniff_format(data)
-    if fmt is None:
-        return None
-    image = _open(data, fmt, limits, 0)
+def validate_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
+    """:func:`check_frames`, then each header's dimensions; return each frame's format.
+
+    Raises as :func:`check_frames` does, and :class:`LimitExceededError` (413) for a
+    frame over ``max_frame_pixels``. A frame whose header cannot be parsed passes:
+    it is reported as undecodable later.
+    """
+    formats = check_frames(frames, limits)
+    for index, (data, fmt) in enumerate(zip(frames, formats, strict=True)):
+        image = open_frame(data, fmt, limits, index)
+        if image is not None:
+            image.close()
+    return formats
+
+
+def validate_pixels(shape: Sequence[int], limits: FrameLimits) -> None:
+    """Check decoded frames of ``shape`` ``[N, H, W, 3]`` against the count and pixel limits.
+
+    Raises :class:`BadRequestError` (400) for no frames or empty frames and
+    :class:`LimitExceededError` (413) for ``max_files`` or ``max_frame_pixels``.
+    """
+    n, height, width = shape[:3]
+    if n == 0 or height == 0 or width == 0:
+        raise BadRequestError("input 'pixels' holds no frames")
+    if n > limits.max_files:
+        raise LimitExceededError(f"{n} frames exceed max_files={limits.max_files}")
+    if height * width > limits.max_frame_pixels:
+        raise LimitExceededError(
+            f"frames of {width}x{height} exceed max_frame_pixels={limits.max_frame_pixels}"
+        )
+
+
+def decode_image(image: Image.Image | None) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
+    """RGB uint8 ``[H, W, 3]`` pixels of a frame from :func:`open_frame`, or None if it
+    cannot be decoded (or was not opened); the image is closed."""
     if image is None:
         return None
     try:

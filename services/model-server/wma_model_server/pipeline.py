@@ -1,18 +1,19 @@
 """From frames to per-frame scores: decode, optional face crop, debug copy, batcher.
 
 Shared by the legacy and the OIP endpoints so both give identical probabilities
-for identical frames. CPU work (decoding, cropping, resizing) runs in a worker
-thread; scoring goes through the dynamic batcher.
+for identical frames. CPU work (header checks, decoding, cropping, resizing) runs
+in one worker-thread call per request; scoring goes through the dynamic batcher.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -20,13 +21,26 @@ from PIL import Image
 from wma_model_server.backends import Backend
 from wma_model_server.batching import DynamicBatcher
 from wma_model_server.faces import crop_largest_face
-from wma_model_server.imaging import FrameLimits, decode_frame, validate_frames
+from wma_model_server.imaging import (
+    FrameLimits,
+    check_frames,
+    decode_image,
+    open_frame,
+    validate_pixels,
+)
 from wma_model_server.protocol import UNSCORED
 from wma_model_server.telemetry import ServerMetrics
 
 __all__ = ["FrameScores", "ScoringPipeline"]
 
 Frame = np.ndarray[Any, np.dtype[np.uint8]]
+T = TypeVar("T")
+# per-frame backend inputs (empty where not scored) and per-frame statuses
+_Prepared = tuple[list[np.ndarray[Any, Any]], list[str]]
+
+
+def _as_is(frame: Frame) -> Frame:
+    return frame
 
 
 @dataclass(frozen=True)
@@ -60,18 +74,21 @@ class ScoringPipeline:
         self, frames: Sequence[bytes], *, recrop: bool, debug: bool
     ) -> FrameScores:
         """Validate (4xx on a breach), decode and score encoded JPEG/PNG frames."""
-        await asyncio.to_thread(validate_frames, frames, self.limits)
-        decoded = [lambda data=data: decode_frame(data, self.limits) for data in frames]
-        return await self._score(decoded, recrop=recrop, debug=debug)
-
-    async def score_pixels(self, pixels: Sequence[Frame], *, recrop: bool) -> FrameScores:
-        """Score already-decoded RGB uint8 ``[H, W, 3]`` frames."""
-        return await self._score([lambda p=p: p for p in pixels], recrop=recrop, debug=False)
-
-    async def _score(self, sources: Sequence[Any], *, recrop: bool, debug: bool) -> FrameScores:
         save = debug and self.debug_dir is not None
-        prepared, statuses = await asyncio.to_thread(self._prepare, sources, recrop, save)
-        probs = np.full(len(sources), UNSCORED, dtype=np.float32)
+        return await self._score(len(frames), partial(self._prepare_encoded, frames, recrop, save))
+
+    async def score_pixels(
+        self, pixels: np.ndarray[Any, np.dtype[np.uint8]], *, recrop: bool
+    ) -> FrameScores:
+        """Validate (4xx on a breach) and score decoded RGB uint8 ``[N, H, W, 3]`` frames."""
+        validate_pixels(pixels.shape, self.limits)
+        return await self._score(
+            len(pixels), partial(self._prepare, list(pixels), _as_is, recrop, False)
+        )
+
+    async def _score(self, count: int, prepare: Callable[[], _Prepared]) -> FrameScores:
+        prepared, statuses = await asyncio.to_thread(prepare)
+        probs = np.full(count, UNSCORED, dtype=np.float32)
         ok = [i for i, s in enumerate(statuses) if s == "ok"]
         if ok:
             probs[ok] = await self.batcher.submit([prepared[i] for i in ok])
@@ -79,14 +96,25 @@ class ScoringPipeline:
             self.metrics.frames.labels(status=status).inc()
         return FrameScores(probs, statuses)
 
+    def _prepare_encoded(self, frames: Sequence[bytes], recrop: bool, save: bool) -> _Prepared:
+        formats = check_frames(frames, self.limits)
+        # Every header is read (and a 413 raised) before any frame is decoded; each
+        # header is parsed once, the decode reuses the opened image.
+        images = [
+            open_frame(data, fmt, self.limits, index)
+            for index, (data, fmt) in enumerate(zip(frames, formats, strict=True))
+        ]
+        return self._prepare(images, decode_image, recrop, save)
+
     def _prepare(
-        self, sources: Sequence[Any], recrop: bool, save: bool
-    ) -> tuple[list[np.ndarray[Any, Any]], list[str]]:
+        self, items: Sequence[T], decode: Callable[[T], Frame | None], recrop: bool, save: bool
+    ) -> _Prepared:
+        # One frame at a time from decode to prepare: only one full-size frame in memory.
         prepared: list[np.ndarray[Any, Any]] = []
         statuses: list[str] = []
         batch_id = uuid.uuid4().hex[:12]
-        for index, source in enumerate(sources):
-            frame: Frame | None = source()
+        for index, item in enumerate(items):
+            frame = decode(item)
             status = "ok"
             if frame is None:
                 status = "undecodable"

@@ -16,7 +16,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from wma_model_server import __version__
-from wma_model_server.exceptions import BadRequestError, LimitExceededError, ModelNotFoundError
+from wma_model_server.exceptions import BadRequestError, ModelNotFoundError
 from wma_model_server.pipeline import FrameScores, ScoringPipeline
 from wma_model_server.protocol import (
     InferRequest,
@@ -120,18 +120,7 @@ async def _score(pipeline: ScoringPipeline, call: _Call) -> FrameScores:
     if call.frames is not None:
         return await pipeline.score_encoded(call.frames, recrop=call.recrop, debug=False)
     assert call.pixels is not None
-    pixels = call.pixels
-    limits = pipeline.limits
-    n, height, width = pixels.shape[:3]
-    if n == 0 or height == 0 or width == 0:
-        raise BadRequestError("input 'pixels' holds no frames")
-    if n > limits.max_files:
-        raise LimitExceededError(f"{n} frames exceed max_files={limits.max_files}")
-    if height * width > limits.max_frame_pixels:
-        raise LimitExceededError(
-            f"frames of {width}x{height} exceed max_frame_pixels={limits.max_frame_pixels}"
-        )
-    return await pipeline.score_pixels(list(pixels), recrop=call.recrop)
+    return await pipeline.score_pixels(call.pixels, recrop=call.recrop)
 
 
 @router.post("/models/{model_id}/infer")
