@@ -6,7 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+import wma_model_server.pipeline as pipeline_module
 from prometheus_client.parser import text_string_to_metric_families
+from wma_model_server.protocol import encode_infer_request
 
 pytestmark = pytest.mark.anyio
 
@@ -68,3 +70,50 @@ async def test_full_queue_answers_429_with_retry_after(
     assert queue == ["wma_ms_queue_frames 2.0"]
     assert done.json()["probs"] == pytest.approx([0.2, 0.2])
     assert after.status_code == 200  # the server recovers once the queue drains
+
+
+async def test_a_full_queue_refuses_before_decoding_or_preparing_any_frame(
+    serve: Any, gated_backend: Any, png: Any, form: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = gated_backend("m1")
+    decoded: list[int] = []
+    prepared: list[int] = []
+    real_decode, real_prepare = pipeline_module.decode_image, backend.prepare
+    monkeypatch.setattr(
+        pipeline_module, "decode_image", lambda image: decoded.append(1) or real_decode(image)
+    )
+    backend.prepare = lambda frame: prepared.append(1) or real_prepare(frame)
+    async with serve(impl=backend, max_queue_frames=2, max_files=2, max_delay_ms=0) as client:
+        first = asyncio.create_task(
+            client.post("/check_frame_batch", files=form([png(51), png(51)]))
+        )
+        while not backend.started.is_set():
+            await asyncio.sleep(0.01)
+        body, headers = encode_infer_request("r", [png(102)])
+        rejected = [
+            await client.post("/check_frame_batch", files=form([png(102)])),
+            await client.post("/v2/models/m1/infer", content=body, headers=headers),
+        ]
+        backend.gate.set()
+        await first
+    assert [r.status_code for r in rejected] == [429, 429]
+    assert (len(decoded), len(prepared)) == (2, 2)  # only the first request's frames
+
+
+async def test_queue_capacity_held_for_a_refused_request_is_given_back(
+    serve: Any, png: Any, form: Any, bomb_png: bytes
+) -> None:
+    async with serve(max_queue_frames=2, max_files=2) as client:
+        refused = await client.post("/check_frame_batch", files=form([png(1), bomb_png]))
+        undecodable = await client.post(
+            "/check_frame_batch", files=form([png(1), b"\x89PNG\r\n\x1a\n broken"])
+        )
+        full = await client.post("/check_frame_batch", files=form([png(51), png(51)]))
+        queue = [
+            line
+            for line in (await client.get("/metrics")).text.splitlines()
+            if line.startswith("wma_ms_queue_frames ")
+        ]
+    assert refused.status_code == 413 and undecodable.json()["num_scored"] == 1
+    assert full.json()["probs"] == pytest.approx([0.2, 0.2])
+    assert queue == ["wma_ms_queue_frames 0.0"]

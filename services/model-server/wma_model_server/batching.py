@@ -4,7 +4,9 @@ Like Triton's dynamic batcher: the first waiting frame opens a window of
 ``max_delay_s``; the batch is cut when it holds ``max_batch`` frames or the
 window closes. Admission is bounded by ``max_queue_frames`` (admitted, not yet
 scored); beyond it :class:`OverloadedError` (429) is raised at once instead of
-letting latency grow. The forward pass runs in one dedicated worker thread.
+letting latency grow. A request is admitted before its frames are decoded and
+prepared, so an overloaded server spends no CPU on frames it will refuse. The
+forward pass runs in one dedicated worker thread.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +27,7 @@ from wma_model_server.backends import Backend
 from wma_model_server.exceptions import InferenceError, NotReadyError, OverloadedError
 from wma_model_server.telemetry import ServerMetrics
 
-__all__ = ["DynamicBatcher"]
+__all__ = ["Admission", "DynamicBatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,23 @@ log = logging.getLogger(__name__)
 class _Segment:
     inputs: Sequence[np.ndarray[Any, Any]]
     future: asyncio.Future[np.ndarray[Any, Any]]
+
+
+class Admission:
+    """Queue capacity held for one request's frames until they are submitted."""
+
+    def __init__(self, batcher: DynamicBatcher, frames: int) -> None:
+        self.batcher = batcher
+        self.frames = frames
+
+    async def submit(self, inputs: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+        """Fake probabilities of prepared frames, scored in shared forward passes."""
+        if len(inputs) > self.frames:
+            raise ValueError(f"{len(inputs)} frames submitted, {self.frames} admitted")
+        if not inputs:
+            return np.zeros(0, dtype=np.float32)
+        self.frames -= len(inputs)
+        return await self.batcher._enqueue(inputs)
 
 
 class DynamicBatcher:
@@ -69,17 +89,29 @@ class DynamicBatcher:
             if not segment.future.done():
                 segment.future.set_exception(NotReadyError("model server is shutting down"))
 
-    async def submit(self, inputs: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
-        """Fake probabilities of prepared frames, scored in shared forward passes."""
-        if not inputs:
-            return np.zeros(0, dtype=np.float32)
-        if self._admitted + len(inputs) > self.max_queue_frames:
+    @contextmanager
+    def admission(self, frames: int) -> Iterator[Admission]:
+        """Hold queue capacity for ``frames`` frames of one request, or refuse at once.
+
+        Raises :class:`OverloadedError` (429) when they do not fit, before the
+        caller spends any work on them. Capacity not handed to the queue through
+        :meth:`Admission.submit` (unscorable frames, an error) is given back on exit.
+        """
+        if self._admitted + frames > self.max_queue_frames:
             raise OverloadedError(
                 f"queue full: {self._admitted} frames waiting, max_queue_frames="
                 f"{self.max_queue_frames}; retry later",
                 retry_after_s=max(1, round(self.max_delay_s + 0.5)),
             )
-        self._admit(len(inputs))
+        self._admit(frames)
+        held = Admission(self, frames)
+        try:
+            yield held
+        finally:
+            self._admit(-held.frames)
+
+    async def _enqueue(self, inputs: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+        # The frames are already admitted; from here the queue gives their capacity back.
         loop = asyncio.get_running_loop()
         futures = []
         for start in range(0, len(inputs), self.max_batch):

@@ -74,8 +74,11 @@ class ScoringPipeline:
         self, frames: Sequence[bytes], *, recrop: bool, debug: bool
     ) -> FrameScores:
         """Validate (4xx on a breach), decode and score encoded JPEG/PNG frames."""
+        # Cheap (no image parsing), and first: a request over max_files is a 413, not a 429.
+        formats = check_frames(frames, self.limits)
         save = debug and self.debug_dir is not None
-        return await self._score(len(frames), partial(self._prepare_encoded, frames, recrop, save))
+        prepare = partial(self._prepare_encoded, frames, formats, recrop, save)
+        return await self._score(len(frames), prepare)
 
     async def score_pixels(
         self, pixels: np.ndarray[Any, np.dtype[np.uint8]], *, recrop: bool
@@ -87,17 +90,19 @@ class ScoringPipeline:
         )
 
     async def _score(self, count: int, prepare: Callable[[], _Prepared]) -> FrameScores:
-        prepared, statuses = await asyncio.to_thread(prepare)
-        probs = np.full(count, UNSCORED, dtype=np.float32)
-        ok = [i for i, s in enumerate(statuses) if s == "ok"]
-        if ok:
-            probs[ok] = await self.batcher.submit([prepared[i] for i in ok])
+        with self.batcher.admission(count) as admission:  # 429 before any decoding
+            prepared, statuses = await asyncio.to_thread(prepare)
+            probs = np.full(count, UNSCORED, dtype=np.float32)
+            ok = [i for i, s in enumerate(statuses) if s == "ok"]
+            if ok:
+                probs[ok] = await admission.submit([prepared[i] for i in ok])
         for status in statuses:
             self.metrics.frames.labels(status=status).inc()
         return FrameScores(probs, statuses)
 
-    def _prepare_encoded(self, frames: Sequence[bytes], recrop: bool, save: bool) -> _Prepared:
-        formats = check_frames(frames, self.limits)
+    def _prepare_encoded(
+        self, frames: Sequence[bytes], formats: Sequence[str], recrop: bool, save: bool
+    ) -> _Prepared:
         # Every header is read (and a 413 raised) before any frame is decoded; each
         # header is parsed once, the decode reuses the opened image.
         images = [
