@@ -60,7 +60,6 @@ async def _load(state: ServerState, given: Backend | None, executor: ThreadPoolE
         max_queue_frames=settings.max_queue_frames,
     )
     batcher.start()
-    state.backend = backend
     state.pipeline = ScoringPipeline(
         backend, batcher, settings.frame_limits, state.metrics, settings.debug_dir
     )

@@ -14,8 +14,6 @@ import logging
 import sys
 from typing import Any
 
-from pydantic import ValidationError
-
 __all__ = ["register", "run_model_server"]
 
 log = logging.getLogger("wma_model_server")
@@ -65,7 +63,7 @@ def run_model_server(args: argparse.Namespace) -> int:
         settings = ModelServerSettings(**{k: v for k, v in overrides.items() if v is not None})
         provider = tracer_provider_from_env(settings.model_id)  # refused before loading
         backend = build_backend(settings)
-    except (ValidationError, ModelServerError, ValueError) as exc:
+    except (ModelServerError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         print(f"wma model-server: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     app: Any = create_app(settings, backend=backend, tracer_provider=provider)

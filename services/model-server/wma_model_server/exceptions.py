@@ -54,8 +54,6 @@ class NotReadyError(ModelServerError):
 class InferenceError(ModelServerError):
     """The model gave an unusable answer (e.g. NaN): our or the operator's problem, a 500."""
 
-    status_code = 500
-
 
 class DeviceError(ModelServerError):
     """The configured device (e.g. ``cuda``) is not available on this host."""

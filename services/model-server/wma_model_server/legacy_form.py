@@ -13,13 +13,12 @@ __all__ = ["ALLOWED_PART_TYPES", "parse_frame_parts"]
 
 # Declared part types accepted (the bytes are then checked by magic number);
 # no Content-Type or application/octet-stream is left to the magic check.
+FIELD = "files"  # the old client's multipart field, one frame per part
 ALLOWED_PART_TYPES = {"image/jpeg", "image/jpg", "image/png", "application/octet-stream", ""}
 
 
-def parse_frame_parts(
-    body: bytes, content_type: str, *, field: str = "files", max_parts: int
-) -> list[bytes]:
-    """The bytes of every part named ``field``, in order; 415 for a non-image part.
+def parse_frame_parts(body: bytes, content_type: str, *, max_parts: int) -> list[bytes]:
+    """The bytes of every part named ``files``, in order; 415 for a non-image part.
 
     400 for a body that is not a complete ``multipart/form-data`` form, 413 for
     far more parts than ``max_parts`` frames (other fields are ignored, not stored).
@@ -29,7 +28,7 @@ def parse_frame_parts(
     )
     frames: list[bytes] = []
     for part in parts:
-        if part.disposition()[0] != field:
+        if part.disposition()[0] != FIELD:
             continue
         if part.content_type not in ALLOWED_PART_TYPES:
             raise UnsupportedFormatError(

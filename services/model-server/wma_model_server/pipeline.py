@@ -28,13 +28,14 @@ from wma_model_server.imaging import (
     open_frame,
     validate_pixels,
 )
-from wma_model_server.protocol import UNSCORED
+from wma_model_server.protocol import FRAME_STATUSES, UNSCORED
 from wma_model_server.telemetry import ServerMetrics
 
 __all__ = ["FrameScores", "ScoringPipeline"]
 
 Frame = np.ndarray[Any, np.dtype[np.uint8]]
 T = TypeVar("T")
+OK, UNDECODABLE, NO_FACE = FRAME_STATUSES
 # per-frame backend inputs (empty where not scored) and per-frame statuses
 _Prepared = tuple[list[np.ndarray[Any, Any]], list[str]]
 
@@ -52,7 +53,7 @@ class FrameScores:
 
     @property
     def scored(self) -> list[float]:
-        return [float(p) for p, s in zip(self.probs, self.statuses, strict=True) if s == "ok"]
+        return [float(p) for p, s in zip(self.probs, self.statuses, strict=True) if s == OK]
 
 
 class ScoringPipeline:
@@ -93,7 +94,7 @@ class ScoringPipeline:
         with self.batcher.admission(count) as admission:  # 429 before any decoding
             prepared, statuses = await asyncio.to_thread(prepare)
             probs = np.full(count, UNSCORED, dtype=np.float32)
-            ok = [i for i, s in enumerate(statuses) if s == "ok"]
+            ok = [i for i, s in enumerate(statuses) if s == OK]
             if ok:
                 probs[ok] = await admission.submit([prepared[i] for i in ok])
         for status in statuses:
@@ -120,12 +121,12 @@ class ScoringPipeline:
         batch_id = uuid.uuid4().hex[:12]
         for index, item in enumerate(items):
             frame = decode(item)
-            status = "ok"
+            status = OK
             if frame is None:
-                status = "undecodable"
+                status = UNDECODABLE
             elif recrop:
                 frame = crop_largest_face(frame)
-                status = "ok" if frame is not None else "no_face"
+                status = OK if frame is not None else NO_FACE
             if frame is None:
                 prepared.append(np.zeros(0))
             else:

@@ -38,6 +38,7 @@ from wma_model_server.tensors import (
 __all__ = [
     "FRAME_STATUSES",
     "HEADER_LENGTH",
+    "OUTPUTS",
     "UNSCORED",
     "InferRequest",
     "InferResponse",
@@ -54,6 +55,7 @@ __all__ = [
 HEADER_LENGTH = "Inference-Header-Content-Length"
 UNSCORED = -1.0
 FRAME_STATUSES = ("ok", "undecodable", "no_face")
+OUTPUTS = ("probs", "status")  # the infer outputs, in reply order
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
 
@@ -214,7 +216,7 @@ def encode_infer_request(
     """
     data = np.empty(len(images), dtype=object)
     data[:] = images if binary else [base64.b64encode(i).decode("ascii") for i in images]
-    outputs = [{"name": n, "parameters": {"binary_data": binary}} for n in ("probs", "status")]
+    outputs = [{"name": n, "parameters": {"binary_data": binary}} for n in OUTPUTS]
     header = {"id": request_id, "outputs": outputs}
     return encode_message(header, "inputs", [InferTensor("images", "BYTES", data, binary)])
 

@@ -19,6 +19,7 @@ from wma_model_server import __version__
 from wma_model_server.exceptions import BadRequestError, ModelNotFoundError
 from wma_model_server.pipeline import FrameScores, ScoringPipeline
 from wma_model_server.protocol import (
+    OUTPUTS,
     InferRequest,
     ProtocolError,
     decode_infer_request,
@@ -29,7 +30,6 @@ from wma_model_server.state import ServerState, StateDep, read_body
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v2")
-_OUTPUTS = ("probs", "status")
 
 
 def _check_model(state: ServerState, model_id: str) -> None:
@@ -98,8 +98,8 @@ class _Call:
 def _decode_call(body: bytes, headers: dict[str, str]) -> _Call:
     # CPU-bound (JSON, base64 of up to max_request_bytes): runs in a worker thread.
     request = decode_infer_request(body, headers)
-    wanted = list(request.outputs) or list(_OUTPUTS)
-    unknown = [name for name in wanted if name not in _OUTPUTS]
+    wanted = list(request.outputs) or list(OUTPUTS)
+    unknown = [name for name in wanted if name not in OUTPUTS]
     if unknown:
         raise ProtocolError(f"unknown output {unknown[0]!r}; outputs are 'probs' and 'status'")
     if set(request.inputs) - {"images", "pixels"} or len(request.inputs) != 1:

@@ -1,4 +1,4 @@
-"""Per-app runtime state (backend, pipeline, readiness) and request helpers for routes."""
+"""Per-app runtime state (pipeline, load error) and request helpers for routes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from wma_model_server.backends import Backend
 from wma_model_server.exceptions import LimitExceededError, NotReadyError
 from wma_model_server.pipeline import ScoringPipeline
 from wma_model_server.settings import ModelServerSettings
@@ -20,13 +19,8 @@ __all__ = ["ServerState", "StateDep", "read_body"]
 class ServerState:
     settings: ModelServerSettings
     metrics: ServerMetrics
-    backend: Backend | None = None
     pipeline: ScoringPipeline | None = None
     error: str | None = field(default=None)
-
-    @property
-    def ready(self) -> bool:
-        return self.pipeline is not None
 
     def require_pipeline(self) -> ScoringPipeline:
         if self.pipeline is None:
