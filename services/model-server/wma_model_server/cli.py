@@ -12,28 +12,49 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic_core import PydanticUndefined
 
 __all__ = ["register", "run_model_server"]
 
 log = logging.getLogger("wma_model_server")
 
+# Flag -> extra argparse options. Defaults and choices come from ModelServerSettings
+# (flags default to None so that WMA_MS_* variables still apply when a flag is absent).
 _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--model-id", {"required": True, "help": "model id served (e.g. 9rfa62j1)"}),
-    ("--backend", {"choices": ["mock", "effort"], "help": "scoring backend (default mock)"}),
+    ("--backend", {"help": "scoring backend"}),
     ("--checkpoint", {"help": "Effort checkpoint (.pth), required for --backend effort"}),
-    ("--host", {"help": "bind address (default 127.0.0.1)"}),
-    ("--port", {"type": int, "help": "port (default 8000)"}),
+    ("--host", {"help": "bind address"}),
+    ("--port", {"type": int, "help": "port"}),
     ("--bias", {"type": float, "help": "mock backend: added to every probability"}),
-    ("--device", {"help": "cpu, cuda or cuda:N (default cpu)"}),
-    ("--dtype", {"choices": ["auto", "float32", "bfloat16", "float16"]}),
+    ("--device", {"help": "cpu, cuda or cuda:N"}),
+    ("--dtype", {"help": "model dtype (auto: bf16 on CUDA, fp16 without bf16, fp32 on CPU)"}),
     ("--cpu-threads", {"type": int, "help": "effort on CPU: torch threads (default: torch's)"}),
     ("--num-heads", {"type": int, "help": "attention heads, if not hidden/64"}),
-    ("--max-batch", {"type": int, "help": "frames per forward pass (default 32)"}),
-    ("--max-delay-ms", {"type": float, "help": "batching window (default 5)"}),
-    ("--max-queue-frames", {"type": int, "help": "admitted frames before 429 (default 256)"}),
+    ("--max-batch", {"type": int, "help": "frames per forward pass"}),
+    ("--max-delay-ms", {"type": float, "help": "batching window"}),
+    ("--max-queue-frames", {"type": int, "help": "admitted frames before 429"}),
     ("--debug-dir", {"help": "opt-in directory where debug=true requests save frames"}),
 )
+
+
+def _field(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def _from_settings(flag: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus the choices and the shown default of the settings field."""
+    from wma_model_server.settings import ModelServerSettings
+
+    info = ModelServerSettings.model_fields[_field(flag)]
+    options = dict(options)
+    if get_origin(info.annotation) is Literal:
+        options["choices"] = list(get_args(info.annotation))
+    if info.default is not None and info.default is not PydanticUndefined:
+        options["help"] = f"{options['help']} (default {info.default})"
+    return options
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +62,7 @@ def register(subparsers: Any) -> None:
         "model-server", help="serve one detector (legacy API + Open Inference Protocol v2)"
     )
     for flag, options in _FLAGS:
-        parser.add_argument(flag, **options)
+        parser.add_argument(flag, **_from_settings(flag, options))
     parser.add_argument("--log-level", default="info", help="uvicorn/logging level")
     parser.set_defaults(handler=run_model_server)
 
@@ -56,9 +77,7 @@ def run_model_server(args: argparse.Namespace) -> int:
     from wma_model_server.telemetry import FlushTracesAtShutdown, tracer_provider_from_env
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    overrides = {
-        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in _FLAGS
-    }
+    overrides = {_field(flag): getattr(args, _field(flag)) for flag, _ in _FLAGS}
     try:
         settings = ModelServerSettings(**{k: v for k, v in overrides.items() if v is not None})
         provider = tracer_provider_from_env(settings.model_id)  # refused before loading
