@@ -162,12 +162,23 @@ async def test_oip_byte_and_pixel_limits_answer_413_naming_them(
 
 
 async def test_multipart_with_too_many_parts_is_413_before_any_decoding(
-    serve: Any, png: Any
+    serve: Any, png: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    calls: list[str] = []
+    for name in ("check_frames", "open_frame", "decode_image"):
+        original = getattr(pipeline_module, name)
+        monkeypatch.setattr(
+            pipeline_module,
+            name,
+            lambda *a, _name=name, _f=original: calls.append(_name) or _f(*a),
+        )
     fields = {f"field{i}": "x" for i in range(40)}  # non-file parts are not stored
     async with serve(max_files=2, max_queue_frames=2) as client:
         r = await client.post("/check_frame_batch", data=fields, files={"files": png(1)})
+        assert calls == []  # refused while parsing the form: no frame was looked at
+        ok = await client.post("/check_frame_batch", files={"files": png(1)})
     assert r.status_code == 413 and "too many form parts (max_files=2)" in r.json()["error"]
+    assert ok.status_code == 200 and calls == ["check_frames", "open_frame", "decode_image"]
 
 
 class BrokenPrepareBackend(MockBackend):
