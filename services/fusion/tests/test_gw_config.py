@@ -140,6 +140,21 @@ def test_env_overrides_endpoints_calibrators_and_rollout(tmp_path: Path, bundle_
         read_config(write(tmp_path, base_doc()), env={"MODEL2_PORT": "http"})
 
 
+def test_relative_calibrators_path_env_is_relative_to_the_working_directory(
+    tmp_path: Path, bundle_sha: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd = tmp_path / "cwd"
+    (cwd / "calibrators").mkdir(parents=True)
+    write_synthetic_bundle(cwd / "calibrators" / "b3.json", IDS)
+    config_dir = tmp_path / "elsewhere"
+    config_dir.mkdir()
+    monkeypatch.chdir(cwd)
+    state = load_state(
+        write(config_dir, base_doc()), env={"CALIBRATORS_PATH": "calibrators/b3.json"}
+    )
+    assert Path(state.config.calibrators.path) == cwd / "calibrators" / "b3.json"
+
+
 def test_hot_reload_takes_valid_files_and_refuses_invalid_ones(
     tmp_path: Path, bundle_sha: str, caplog: pytest.LogCaptureFixture
 ) -> None:

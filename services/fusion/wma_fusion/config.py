@@ -158,8 +158,8 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     if models:
         doc["models"] = models
     cal = dict(doc.get("calibrators") or {})
-    if "CALIBRATORS_PATH" in env:
-        cal["path"] = env["CALIBRATORS_PATH"]
+    if "CALIBRATORS_PATH" in env:  # a path typed in a shell: relative to the working dir
+        cal["path"] = str(Path(env["CALIBRATORS_PATH"]).resolve())
     if "CALIBRATORS_SHA256" in env:
         cal["sha256"] = env["CALIBRATORS_SHA256"] or None
     if cal:
@@ -177,7 +177,8 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 def parse_config(
     text: str | bytes, *, base_dir: Path, env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
-    """Validate config text; relative calibrator paths resolve against ``base_dir``."""
+    """Validate config text; a relative ``calibrators.path`` from the file resolves
+    against ``base_dir`` (one from ``CALIBRATORS_PATH`` against the working directory)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
