@@ -1,4 +1,5 @@
-"""Per-app runtime state (pipeline, load error) and request helpers for routes."""
+"""Per-app runtime state (pipeline, load error) and request helpers for routes
+(:func:`read_body` is :mod:`wma_model_server.body`'s, shared with the gateway)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from wma_model_server.exceptions import LimitExceededError, NotReadyError
+from wma_model_server.body import read_body
+from wma_model_server.exceptions import NotReadyError
 from wma_model_server.pipeline import ScoringPipeline
 from wma_model_server.settings import ModelServerSettings
 from wma_model_server.telemetry import ServerMetrics
@@ -35,16 +37,3 @@ def get_state(request: Request) -> ServerState:
 
 
 StateDep = Annotated[ServerState, Depends(get_state)]
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it grows past ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise LimitExceededError(f"body of {declared} bytes exceeds max_request_bytes={limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise LimitExceededError(f"body exceeds max_request_bytes={limit}")
-    return bytes(body)
