@@ -98,3 +98,22 @@ def test_a_repeated_id_field_is_ambiguous(url: str, field: str) -> None:
     query = httpx.post(f"{url}/v1/analyze?{field}=a&{field}=b", data=other, files=files, timeout=30)
     assert query.status_code == 400
     assert f"'{field}' is given 2 times" in query.json()["error"]
+
+
+def test_far_too_many_form_parts_is_a_413_naming_max_files(url: str) -> None:
+    field = b'--XX\r\nContent-Disposition: form-data; name="x"\r\n\r\ny\r\n'
+    response = post_raw(url, PID_PART + field * 100 + FILE_PART + b"--XX--")
+    assert response.status_code == 413, response.text
+    assert "too many form parts (max_files=64)" in response.json()["error"]
+
+
+def test_a_frame_part_with_an_empty_content_type_is_left_to_the_magic_check(url: str) -> None:
+    # The model server's rule (an empty declared type is accepted): a frame the
+    # gateway refused here would pass a member, and the other way round.
+    part = FILE_PART.replace(b"Content-Type: image/png", b"Content-Type: ")
+    response = post_raw(url, PID_PART + part + b"--XX--")
+    assert response.status_code == 503, response.text  # reached the (dead) member
+    text = FILE_PART.replace(b"image/png", b"text/plain")
+    refused = post_raw(url, PID_PART + text + b"--XX--")
+    assert refused.status_code == 415
+    assert "'text/plain'" in refused.json()["error"]

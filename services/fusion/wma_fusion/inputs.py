@@ -2,9 +2,13 @@
 
 Frames are biometric data, so the multipart body is parsed in memory (Starlette's
 parser spools large parts to temporary files) by the model server's reader
-(:mod:`wma_model_server.formdata`) and never logged. The frame limits
-and format checks are the model server's own (:mod:`wma_model_server.imaging`),
-run in a worker thread so header parsing never blocks the event loop.
+(:mod:`wma_model_server.formdata`) and never logged. The body cap
+(:mod:`wma_model_server.body`), the accepted part types
+(:mod:`wma_model_server.legacy_form`), the frame limits and format checks
+(:mod:`wma_model_server.imaging`) are the model server's own, so a request the
+gateway accepts is never refused by a member; a refusal keeps its status
+(400/413/415). Frame checks run in a worker thread so header parsing never blocks
+the event loop.
 """
 
 from __future__ import annotations
@@ -14,17 +18,18 @@ import re
 from dataclasses import dataclass
 
 from python_multipart.multipart import parse_options_header
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from wma_model_server.body import read_body
 from wma_model_server.exceptions import ModelServerError
 from wma_model_server.formdata import FormPart, read_form_parts
 from wma_model_server.imaging import FrameLimits, validate_frames
+from wma_model_server.legacy_form import ALLOWED_PART_TYPES
 
 from wma_fusion.errors import InputError, PayloadTooLarge, UnsupportedMedia
 
 PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: "$" would allow "\n"
-FRAME_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "application/octet-stream"})
 MAX_FIELD_BYTES = 4096
-MULTIPART_FRAMING_BYTES = 64 * 1024  # headers and boundaries around the frames
+EXTRA_FORM_PARTS = 16  # participant_id, meeting_id and a few fields ignored
 
 
 @dataclass(frozen=True)
@@ -34,35 +39,27 @@ class AnalyzeInput:
     meeting_id: str | None
 
 
-async def read_body(request: Request, max_bytes: int, framing_bytes: int = 0) -> bytes:
-    """The whole body, refused (413) past ``max_bytes`` + ``framing_bytes``; the error
-    names the configured ``max_bytes`` (the framing allowance is internal)."""
-    cap = max_bytes + framing_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(
-            f"request body is {declared} bytes, over max_request_bytes={max_bytes}"
-        )
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > cap:
-                raise PayloadTooLarge(f"request body is over max_request_bytes={max_bytes}")
-    except ClientDisconnect:  # the caller's doing, not our bug: no 500, no traceback
-        raise InputError("the client disconnected before sending the whole body") from None
-    return bytes(body)
+def _gateway_error(exc: ModelServerError) -> InputError:
+    """The gateway's error of the same status as a model-server check's refusal."""
+    error = {413: PayloadTooLarge, 415: UnsupportedMedia}.get(exc.status_code, InputError)
+    return error(exc.message)
 
 
-def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[FormPart]:
+def parse_multipart(body: bytes, content_type: str, max_files: int) -> list[FormPart]:
     """Every part of a complete ``multipart/form-data`` body, in order: the model
-    server's in-memory reader, which refuses an empty, cut-off or unterminated body."""
+    server's in-memory reader, which refuses an empty, cut-off or unterminated body
+    (400) and far more parts than ``max_files`` frames (413)."""
     if parse_options_header(content_type)[0] != b"multipart/form-data":
         raise UnsupportedMedia("the request must be multipart/form-data with a 'files' field")
     try:
-        return read_form_parts(body, content_type, max_parts=max_parts)
-    except ModelServerError as exc:  # malformed, no boundary, too many parts: all 400s here
-        raise InputError(exc.message) from None
+        return read_form_parts(
+            body,
+            content_type,
+            max_parts=max_files + EXTRA_FORM_PARTS,
+            limit_note=f"max_files={max_files}",
+        )
+    except ModelServerError as exc:
+        raise _gateway_error(exc) from None
 
 
 def _text_field(parts: list[FormPart], request: Request, name: str) -> str | None:
@@ -84,21 +81,23 @@ def _text_field(parts: list[FormPart], request: Request, name: str) -> str | Non
 
 async def read_analyze_request(request: Request, limits: FrameLimits) -> AnalyzeInput:
     """Everything ``/v1/analyze`` needs, checked; raises :class:`InputError` subclasses."""
-    # The body cap allows for multipart framing around the frames themselves.
-    body = await read_body(request, limits.max_request_bytes, MULTIPART_FRAMING_BYTES)
+    try:  # the cap allows for the multipart framing around the frames themselves
+        body = await read_body(request, limits.max_request_bytes)
+    except ModelServerError as exc:
+        raise _gateway_error(exc) from None
     # Parsing up to 64 MiB of multipart is CPU work: keep it off the event loop.
     parts = await asyncio.to_thread(
-        parse_multipart, body, request.headers.get("content-type", ""), limits.max_files + 16
+        parse_multipart, body, request.headers.get("content-type", ""), limits.max_files
     )
     frames: list[bytes] = []
     for part in parts:
         name, is_file = part.disposition()
         if name != "files":
             continue
-        declared = part.headers.get("content-type", "application/octet-stream").split(";")[0]
-        if declared.strip().lower() not in FRAME_TYPES:
+        if part.content_type not in ALLOWED_PART_TYPES:  # the model server's rule
             raise UnsupportedMedia(
-                f"frame {len(frames)} has content type {declared!r}; send image/jpeg or image/png"
+                f"frame {len(frames)} has content type {part.content_type!r}; "
+                "send image/jpeg or image/png"
             )
         frames.append(bytes(part.data))
     participant_id = _text_field(parts, request, "participant_id")
@@ -114,6 +113,5 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
     try:
         await asyncio.to_thread(validate_frames, frames, limits)
     except ModelServerError as exc:
-        error = {413: PayloadTooLarge, 415: UnsupportedMedia}.get(exc.status_code, InputError)
-        raise error(exc.message) from None
+        raise _gateway_error(exc) from None
     return AnalyzeInput(frames, participant_id, meeting_id)
