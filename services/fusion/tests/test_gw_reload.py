@@ -2,7 +2,8 @@
 
 A deleted config file keeps the loaded config serving, with one WARNING and one
 failed reload (not silence, not one line per poll); a bundle-only change is
-logged with the new bundle hash next to the unchanged config hash.
+logged with the new bundle hash next to the unchanged config hash; a config that
+names another bundle is one change, reloaded once.
 """
 
 from __future__ import annotations
@@ -67,3 +68,18 @@ def test_a_bundle_only_reload_logs_the_new_bundle_hash(
     (line,) = [r.getMessage() for r in caplog.records if "loaded new config" in r.getMessage()]
     assert f"config sha256 {old.config_sha256[:12]}" in line
     assert f"calibrators sha256 {new.bundle.sha256[:12]}" in line
+
+
+def test_a_config_that_names_another_bundle_is_reloaded_once(tmp_path: Path) -> None:
+    config, _ = setup(tmp_path)
+    outcomes: list[bool] = []
+    holder = StateHolder(load_state(config, {}), config, {}, on_reload=outcomes.append)
+    other = tmp_path / "other.json"
+    write_synthetic_bundle(other, IDS, thresholds=Thresholds(0.2, 0.7))
+    doc = yaml.safe_load(config.read_text())
+    doc["calibrators"]["path"] = str(other)
+    config.write_text(yaml.safe_dump(doc))
+    assert holder.reload_if_changed() is True
+    assert holder.state.config.calibrators.path == str(other)
+    assert holder.reload_if_changed() is None  # the same files: no second reload
+    assert outcomes == [True]

@@ -138,7 +138,7 @@ def build_state(
         thresholds=thresholds,
         thresholds_source=source,
         limits=limits,
-        config_sha256=hashlib.sha256(config_bytes).hexdigest(),
+        config_sha256=_sha256(config_bytes),
         legacy_breaker=legacy_breaker,
     )
 
@@ -147,6 +147,18 @@ def load_state(path: Path, env: Mapping[str, str] | None = None) -> RuntimeState
     """Read, validate and load everything a config file names."""
     config, data = read_config(path, env)
     return build_state(config, data)
+
+
+# (config sha256, bundle sha256) of the files a state was, or is to be, loaded from.
+FilesKey = tuple[str, str | None]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _loaded_from(state: RuntimeState) -> FilesKey:
+    return state.config_sha256, state.bundle.sha256
 
 
 class StateHolder:
@@ -163,22 +175,23 @@ class StateHolder:
         self.path = path
         self._env = env
         self._on_reload = on_reload
-        self._seen = self._digest() if path is not None else None
+        # What ``state`` was loaded from: no second read of either file at start.
+        self._seen: FilesKey | None = _loaded_from(state) if path is not None else None
 
-    def _digest(self) -> str | None:
-        """The hash of the config and bundle files; None when the config is unreadable."""
+    def _digest(self) -> FilesKey | None:
+        """The hashes of the config file and the current state's bundle file (None for
+        a bundle that cannot be read); None when the config itself is unreadable."""
         assert self.path is not None
         try:
-            data = self.path.read_bytes()
+            config_sha = _sha256(self.path.read_bytes())
         except OSError:
             return None
         # The bundle can change under the same config (its own ConfigMap): hash both.
-        bundle = Path(self.state.config.calibrators.path)
         try:
-            data += b"\0" + bundle.read_bytes()
+            bundle_sha = _sha256(Path(self.state.config.calibrators.path).read_bytes())
         except OSError:
-            pass
-        return hashlib.sha256(data).hexdigest()
+            bundle_sha = None
+        return config_sha, bundle_sha
 
     def reload_if_changed(self) -> bool | None:
         """Reload when the files changed; True/False for a reload that took/was refused."""
@@ -202,6 +215,9 @@ class StateHolder:
             self._notify(False)
             return False
         self.state = new_state
+        # What the reload read, not what the poll hashed: a new config that names
+        # another bundle would otherwise look changed again at the next poll.
+        self._seen = _loaded_from(new_state)
         log.info(
             "loaded new config %s (config sha256 %s, calibrators sha256 %s)",
             self.path,
