@@ -19,6 +19,7 @@ import numpy as np
 from opentelemetry import propagate
 from wma_model_server.imaging import sniff_format
 from wma_model_server.protocol import (
+    UNSCORED,
     ProtocolError,
     decode_infer_response,
     encode_infer_request,
@@ -88,9 +89,11 @@ async def _post_oip(
         raise UpstreamError(f"malformed OIP reply: {exc}") from None
     if probs.size != len(frames):
         raise UpstreamError(f"OIP reply has {probs.size} probabilities for {len(frames)} frames")
-    scored = probs[probs >= 0.0]
-    if not np.all(np.isfinite(scored)) or np.any(scored > 1.0):
-        raise UpstreamError("OIP reply has a probability outside [0, 1]")
+    # Only the exact sentinel means "not scored"; NaN (which no comparison
+    # catches) or any other value outside [0, 1] is a broken member, not no face.
+    scored = probs[probs != UNSCORED]
+    if not np.all((scored >= 0.0) & (scored <= 1.0)):
+        raise UpstreamError("OIP reply has a probability outside [0, 1] that is not UNSCORED (-1)")
     return [float(p) for p in scored]
 
 
