@@ -124,3 +124,13 @@ def test_a_closed_stdout_pipe_ends_quietly(gateway: str, crops: Path) -> None:
         os.close(write_end)
     assert done.returncode == 141, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_an_unknown_gateway_log_level_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gateway", "--config", str(tmp_path / "gw.yaml"), "--log-level", "loud"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--log-level: invalid choice: 'loud'" in err and "Traceback" not in err

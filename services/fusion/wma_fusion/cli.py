@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wma_fusion.cli")
 GRACE_MARGIN_S = 5.0
 QUIET_LOGGERS = ("httpx", "httpcore")
+LOG_LEVELS = ("debug", "info", "warning", "error")  # both logging's and uvicorn's names
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +39,8 @@ def register(subparsers: Any) -> None:
     gateway.add_argument(
         "--log-level",
         default="info",
-        help="log level of the gateway and uvicorn: debug, info, warning, error (default info)",
+        choices=LOG_LEVELS,
+        help="log level of the gateway and uvicorn: %(choices)s (default %(default)s)",
     )
     gateway.set_defaults(handler=run_gateway)
 
