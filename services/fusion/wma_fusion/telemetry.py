@@ -2,9 +2,10 @@
 
 The tracer provider is injected into ``create_app`` (tests pass one with an
 in-memory exporter); :func:`make_tracer_provider` builds the production one from
-the ``telemetry`` config and the standard ``OTEL_*`` variables, and refuses values
-it cannot honour (an unknown exporter, an OTLP protocol other than HTTP/protobuf)
-so that a typo never silently turns tracing off. The app's lifespan shuts the
+the ``telemetry`` config and the standard ``OTEL_*`` variables with the model
+server's exporter rules, and refuses values it cannot honour (an unknown
+exporter, an OTLP protocol other than HTTP/protobuf) so that a typo never
+silently turns tracing off. The app's lifespan shuts the
 provider down, which flushes queued spans before the process exits.
 :class:`Metrics` holds a per-app Prometheus registry, so two apps in one process
 never collide.
@@ -17,21 +18,20 @@ from collections.abc import Mapping
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from wma_model_server.telemetry import tracer_provider_from_env
 
 from wma_fusion.config import TelemetryConfig
 from wma_fusion.errors import ConfigError
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 30.0)
-EXPORTERS = ("otlp", "console", "none")
-OTLP_PROTOCOLS = ("http/protobuf",)  # the only OTLP exporter installed is OTLP/HTTP
 
 
 def make_tracer_provider(
     telemetry: TelemetryConfig, env: Mapping[str, str] | None = None
 ) -> TracerProvider:
-    """A provider exporting to console and/or OTLP/HTTP (``OTEL_EXPORTER_OTLP_*`` apply).
+    """A provider exporting to console and/or OTLP/HTTP (``OTEL_EXPORTER_OTLP_*`` apply),
+    built by the model server's :func:`~wma_model_server.telemetry.tracer_provider_from_env`.
 
     ``telemetry.traces_exporter`` wins over ``OTEL_TRACES_EXPORTER`` (a comma-separated
     list, default ``none``); ``telemetry.service_name``, when set in the config, wins
@@ -39,47 +39,19 @@ def make_tracer_provider(
     for an unsupported exporter or OTLP protocol.
     """
     environ = os.environ if env is None else env
-    names = _exporter_names(telemetry.traces_exporter or environ.get("OTEL_TRACES_EXPORTER"))
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        names = []
     explicit = "service_name" in telemetry.model_fields_set
     name = telemetry.service_name if explicit else environ.get("OTEL_SERVICE_NAME") or "wma-gateway"
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    for exporter in (_exporter(n, environ) for n in names):
-        # Batched for console too: spans are written by the processor's thread, never
-        # on the event loop; shutdown (the app's lifespan) flushes what is queued.
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
-
-
-def _exporter_names(value: str | None) -> list[str]:
-    names = [n.strip().lower() for n in (value or "none").split(",") if n.strip()]
-    for n in names:
-        if n not in EXPORTERS:
-            raise ConfigError(
-                "OTEL_TRACES_EXPORTER",
-                f"{n!r} is not supported; use {', '.join(EXPORTERS)} (comma-separated)",
-            )
-    return [n for n in dict.fromkeys(names) if n != "none"]
-
-
-def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter:
-    if name == "console":
-        return ConsoleSpanExporter()
-    for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        protocol = environ.get(var, "").strip().lower()
-        if protocol and protocol not in OTLP_PROTOCOLS:
-            raise ConfigError(
-                var,
-                f"{protocol!r} is not supported; the gateway exports OTLP over HTTP "
-                "(http/protobuf): point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's "
-                "HTTP port (4318)",
-            )
-        if protocol:
-            break
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter()
+    # The config's settings win over the variables: hand them over as the variables.
+    resolved = {**environ, "OTEL_SERVICE_NAME": name}
+    if telemetry.traces_exporter:
+        resolved["OTEL_TRACES_EXPORTER"] = telemetry.traces_exporter
+    try:
+        provider = tracer_provider_from_env("gateway", resolved)
+    except ValueError as exc:  # "VARIABLE='value' is not supported; ..."
+        variable, _, problem = str(exc).partition("=")
+        raise ConfigError(variable, problem) from None
+    # No exporter: still an SDK provider (the spans are made and go nowhere).
+    return provider or TracerProvider(resource=Resource.create({"service.name": name}))
 
 
 class Metrics:

@@ -128,8 +128,9 @@ def tracer_provider_from_env(
     comma-separated list, or ``none``: then None, the API's no-op tracer is used).
 
     ``service.name`` is ``OTEL_SERVICE_NAME`` or ``wma-model-server-<model id>``.
-    Raises ValueError (one line) for an unknown exporter or an OTLP protocol other
-    than ``http/protobuf``, so a typo never silently turns tracing off.
+    Raises ValueError (one line, ``VARIABLE=value is not supported; ...``) for an
+    unknown exporter or an OTLP protocol other than ``http/protobuf``, so a typo
+    never silently turns tracing off. The gateway builds its provider with it too.
     """
     environ = os.environ if env is None else env
     raw = environ.get("OTEL_TRACES_EXPORTER") or "none"
@@ -166,8 +167,8 @@ def _check_otlp_protocol(environ: Mapping[str, str]) -> None:
         protocol = environ.get(var, "").strip().lower()
         if protocol and protocol not in _OTLP_PROTOCOLS:
             raise ValueError(
-                f"{var}={protocol!r} is not supported; the model server exports OTLP over "
-                "HTTP (http/protobuf): point OTEL_EXPORTER_OTLP_ENDPOINT at the "
+                f"{var}={protocol!r} is not supported; OTLP is exported over HTTP "
+                "(http/protobuf): point OTEL_EXPORTER_OTLP_ENDPOINT at the "
                 "collector's HTTP port (4318)"
             )
         if protocol:
