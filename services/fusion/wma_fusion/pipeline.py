@@ -167,7 +167,10 @@ async def run_ensemble(
             models={mid: m.body() for mid, m in members.items()},
         )
     with tracer.start_as_current_span("fusion") as span:
-        fused = fuse({mid: m.calibrated for mid, m in members.items()}, state.output_ranges())
+        # Every member has its calibrator in the bundle (build_state checks it);
+        # a few curve ends per request: not worth caching.
+        calibrated = {mid: m.calibrated for mid, m in members.items()}
+        fused = fuse(calibrated, state.bundle.output_ranges())
         decision = decide(fused, state.thresholds)
         span.set_attribute("wma.fusion.present", fused.present)
         span.set_attribute("wma.fusion.interval", list(fused.interval))

@@ -54,9 +54,6 @@ class RuntimeState:
     # The rollout's legacy path has a breaker of its own, like a member's.
     legacy_breaker: CircuitBreaker | None = None
 
-    def output_ranges(self) -> dict[str, tuple[float, float]]:
-        return {m.id: m.curve.output_range for m in self.members}
-
 
 BreakerKey = tuple[str, str]
 # Model ids are never empty, so this key cannot collide with a member's.
