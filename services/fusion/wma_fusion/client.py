@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 from wma_core import BANNER_RANK, Banner
+from wma_model_server.imaging import sniff_format
 
 # The gateway answers within its fan-out deadline (4.5 s by default) plus overhead.
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
-_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
 
 class FusionClientError(Exception):
@@ -34,7 +34,8 @@ class FusionClientError(Exception):
 
 
 def _content_type(frame: bytes) -> str:
-    return next((t for magic, t in _TYPES.items() if frame.startswith(magic)), "image/jpeg")
+    """The frame's type by its magic bytes (the model server's check); else JPEG."""
+    return f"image/{sniff_format(frame) or 'jpeg'}"
 
 
 class FusionClient:
