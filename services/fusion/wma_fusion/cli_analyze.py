@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 DEFAULT_NUM_FRAMES = 27
 
 
@@ -170,6 +169,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     import httpx
 
     from wma_fusion.client import FusionClientError
+    from wma_fusion.inputs import PARTICIPANT_ID  # the gateway's own rule
     from wma_fusion.lifecycle import Terminated, exit_code
     from wma_fusion.stack import StackError
 
