@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,8 +42,8 @@ class Gateway:
     holder: StateHolder
     tracer: trace.Tracer
     metrics: Metrics
+    rollout: RolloutRuntime
     client: httpx.AsyncClient | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -68,17 +68,17 @@ def _make_client(state: RuntimeState) -> httpx.AsyncClient:
     )
 
 
-async def handle_analyze(gw: Gateway, request: Request) -> dict[str, Any]:
-    """Read, validate and run one ``/v1/analyze`` request; returns the response body."""
-    start = time.monotonic()
-    state = gw.holder.state
+async def handle_analyze(
+    gw: Gateway, request: Request, state: RuntimeState, start: float
+) -> dict[str, Any]:
+    """Read, validate and run one ``/v1/analyze`` request under ``state`` (the one
+    snapshot the whole request uses, even across a reload); returns the response body."""
     span = trace.get_current_span()
     analyze = await read_analyze_request(request, state.limits)
     span.set_attribute("wma.frames", len(analyze.frames))
     # rollout (issue 5): route on this state snapshot, run the paths, answer, record
-    rollout: RolloutRuntime = gw.extras["rollout"]
     return await serve_analyze(
-        rollout, state, gw.http, analyze, tracer=gw.tracer, metrics=gw.metrics, start=start
+        gw.rollout, state, gw.http, analyze, tracer=gw.tracer, metrics=gw.metrics, start=start
     )
 
 
@@ -98,8 +98,8 @@ def create_app(
     metrics = Metrics()
     holder = StateHolder(state, path, env, on_reload=metrics.record_reload)
     provider = tracer_provider or make_tracer_provider(state.config.telemetry, env)
-    gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics)
-    gw.extras["rollout"] = RolloutRuntime(metrics.registry, state.config.rollout, env)  # issue 5
+    rollout = RolloutRuntime(metrics.registry, state.config.rollout, env)  # issue 5
+    gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics, rollout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +112,7 @@ def create_app(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-            await gw.extras["rollout"].drain()  # issue 5: shadow runs still use the client
+            await gw.rollout.drain()  # issue 5: shadow runs still use the client
             await gw.client.aclose()
             if tracer_provider is None:
                 provider.shutdown()
@@ -134,7 +134,8 @@ def create_app(
     @app.post("/v1/analyze")
     async def analyze(request: Request, gw: GatewayDep) -> JSONResponse:
         start = time.monotonic()
-        slo_ms = gw.holder.state.config.telemetry.slo_ms
+        state = gw.holder.state  # once: a reload mid-request must not mix two states
+        slo_ms = state.config.telemetry.slo_ms
         with gw.tracer.start_as_current_span(
             "POST /v1/analyze",
             context=propagate.extract(request.headers),
@@ -145,7 +146,7 @@ def create_app(
             span.set_attribute("wma.slo.target_ms", slo_ms)
             status = 500
             try:
-                body = await handle_analyze(gw, request)
+                body = await handle_analyze(gw, request, state, start)
                 status = 200
                 return JSONResponse(body)
             except GatewayError as exc:
