@@ -15,7 +15,7 @@ from wma_core.aggregate import (
     topk_mean,
 )
 from wma_core.calibration import IsotonicCurve
-from wma_core.fusion import FusedScore, fuse, fuse_values, noisy_or
+from wma_core.fusion import FusedScore, fuse, noisy_or
 from wma_core.verdict import (
     BANNER_RANK,
     T_HIGH_DEFAULT,
@@ -52,7 +52,6 @@ __all__ = [
     "confidence_label",
     "decide",
     "fuse",
-    "fuse_values",
     "legacy_banner",
     "noisy_or",
     "parse_aggregator",

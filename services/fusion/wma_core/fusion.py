@@ -10,7 +10,7 @@ interval (see :func:`wma_core.verdict.decide`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,8 +61,3 @@ def fuse(
     lo, hi = noisy_or(lows), noisy_or(highs)
     score = lo if not missing else None
     return FusedScore(score=score, interval=(lo, hi), missing=missing, present=len(present))
-
-
-def fuse_values(values: Iterable[float]) -> float:
-    """Noisy-OR of an iterable of calibrated scores (all members present)."""
-    return noisy_or(np.fromiter(values, dtype=np.float64))
