@@ -70,6 +70,7 @@ def _write(directory: Path, frames: list[bytes]) -> None:
 def run(gateway: str | None = None, frames_dir: Path = FRAMES_DIR) -> int:
     """Analyze each participant; prints a table per participant and a summary."""
     from wma_fusion.cli_analyze import (
+        DEFAULT_NUM_FRAMES,
         analyze,
         default_participant_id,
         format_result,
@@ -83,7 +84,7 @@ def run(gateway: str | None = None, frames_dir: Path = FRAMES_DIR) -> int:
     with contextlib.ExitStack() as stack:
         url = gateway or stack.enter_context(local_gateway())
         for directory in participants:
-            frames = load_frames(directory, 27)
+            frames = load_frames(directory, DEFAULT_NUM_FRAMES)
             try:
                 pid = default_participant_id(directory)
                 result = asyncio.run(analyze(url, frames, pid, directory.name))

@@ -2,8 +2,9 @@
 
 :class:`LocalStack` (a context manager) starts one ``wma model-server`` process per
 model id (each in its own process group, its command line naming its id), plus a
-fifth mock server for the rollout's legacy path, waits until each is ready, writes a
-gateway config pointing at them and, if asked, serves the gateway on a thread. On
+fifth mock server for the rollout's legacy path, waits until each is ready and writes a
+gateway config pointing at them; the caller serves the gateway (``wma up`` in the
+foreground, the others on a :class:`GatewayThread`, re-exported here). On
 exit (or any start failure) every child is stopped: SIGTERM to its group, then
 SIGKILL; a child also ends by itself when its parent dies (:mod:`wma_fusion.lifecycle`).
 Used by ``wma up``, ``wma analyze``, the demo, the tests and the benchmark.
