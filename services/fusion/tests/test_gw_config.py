@@ -125,10 +125,13 @@ def test_env_overrides_endpoints_calibrators_and_rollout(tmp_path: Path, bundle_
         "MODEL1_PORT": "8999",
         "MODEL3_PORT": "7000",
         "CALIBRATORS_PATH": str(other / "b2.json"),
-        "WMA_ROLLOUT_MODE": "ensemble",
+        "WMA_ROLLOUT_MODE": "shadow",  # not the default, so the override is seen
         "WMA_CANARY_PERCENT": "25",
     }
-    config, _ = read_config(write(tmp_path, base_doc()), env=env)
+    doc = base_doc()
+    doc["rollout"] = {"legacy": {"endpoint": "http://127.0.0.1:9000"}}
+    config, _ = read_config(write(tmp_path, doc), env=env)
+    assert config.rollout.mode == "shadow"
     assert config.models[0].base_url == "http://10.0.0.7:8999"
     assert config.models[2].base_url == "http://127.0.0.1:7000"
     assert config.models[1].base_url == "http://127.0.0.1:9002"

@@ -18,6 +18,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
 from wma_calibrators.bundle import CalibratorBundle, load_bundle
 from wma_core import decide, fuse, parse_aggregator
 from wma_fusion.app import create_app
@@ -239,15 +240,25 @@ def test_health_and_metrics(gateway: str) -> None:
     models = ready.json()["models"]
     assert set(models) == set(BIASES)
     assert all(m["reachable"] and m["circuit"] == "closed" for m in models.values())
+    answer = analyze(gateway, [grey_frame(60)] * 2, participant_id="metrics")
+    assert answer.status_code == 200, answer.text
+    verdict, banner = answer.json()["verdict"], answer.json()["banner"]
     text = httpx.get(f"{gateway}/metrics").text
-    for name in (
-        "wma_gateway_request_seconds_bucket",
-        "wma_gateway_model_call_seconds_bucket",
-        "wma_gateway_model_calls_total",
-        "wma_gateway_verdicts_total",
-        "wma_gateway_banners_total",
-    ):
-        assert name in text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.value > 0
+    }
+    # Labelled samples, which an empty registry does not have (its HELP lines do).
+    for name, labels in [
+        ("wma_gateway_request_seconds_count", {"outcome": "2xx"}),
+        ("wma_gateway_model_call_seconds_count", {"model": "9rfa62j1"}),
+        ("wma_gateway_model_calls_total", {"model": "9rfa62j1", "status": "ok"}),
+        ("wma_gateway_verdicts_total", {"verdict": verdict}),
+        ("wma_gateway_banners_total", {"banner": banner}),
+    ]:
+        assert (name, tuple(sorted(labels.items()))) in samples, name
 
 
 def test_fusion_client_returns_the_old_clients_fields(
