@@ -9,10 +9,7 @@ the test releases them.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from fastapi import FastAPI, Request, Response
+from legacy_server import LegacyServer
 from live_processes import GatewayProcess, wait_for
 from wma_fusion.rollout.canary import in_canary
 from wma_fusion.samples import grey_frame
-from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread
+from wma_fusion.stack import DEFAULT_BUNDLE
 
 pytestmark = pytest.mark.slow
 MEMBER = "9rfa62j1"
@@ -97,34 +94,11 @@ def test_two_gateway_processes_route_every_participant_alike_across_a_restart(
         second.kill()
 
 
-class HoldingMember:
-    """A legacy-protocol member that answers only when the test releases it."""
-
-    def __init__(self) -> None:
-        self.held = 0
-        self.release = threading.Event()
-        app = FastAPI()
-
-        @app.post("/check_frame_batch")
-        async def check(request: Request) -> Response:
-            await request.body()
-            self.held += 1
-            end = time.monotonic() + 30
-            while not self.release.is_set() and time.monotonic() < end:
-                await asyncio.sleep(0.02)
-            body = {"pred_label": "REAL", "confidence": 0.2, "probs": [0.2]}
-            return Response(json.dumps(body), media_type="application/json")
-
-        self.server = GatewayThread(app).start()
-
-
 def test_sigterm_drains_in_flight_requests_then_refuses_connections(tmp_path: Path) -> None:
-    member = HoldingMember()
+    member = LegacyServer(prob=0.2, hold=True, hold_s=30).start()  # answers when released
     config = tmp_path / "gateway.yaml"
     doc = {
-        "models": [
-            {"id": MEMBER, "endpoint": member.server.url, "protocol": "legacy", "timeout_s": 30}
-        ],
+        "models": [{"id": MEMBER, "endpoint": member.url, "protocol": "legacy", "timeout_s": 30}],
         "calibrators": {"path": str(DEFAULT_BUNDLE)},
         "fanout": {"deadline_s": 30},
         "reload": {"enabled": False},
@@ -169,4 +143,4 @@ def test_sigterm_drains_in_flight_requests_then_refuses_connections(tmp_path: Pa
     finally:
         member.release.set()
         gateway.kill()
-        member.server.stop()
+        member.stop()

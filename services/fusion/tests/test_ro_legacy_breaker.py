@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from fastapi import FastAPI, Request, Response
+from legacy_server import LegacyServer
 from live_processes import wait_for
 from wma_fusion.app import create_app
 from wma_fusion.breaker import BreakerState, CircuitBreaker
@@ -31,42 +30,11 @@ MEMBER = "9rfa62j1"
 KEY_ENV = {"WMA_RECORD_HASH_KEY": "k"}
 
 
-class LegacyServer:
-    """A legacy ``/check_frame_batch`` server whose behaviour the test sets."""
-
-    def __init__(self) -> None:
-        self.failing = False
-        self.hold = False
-        self.release = threading.Event()
-        self.calls = 0
-        self.held = 0
-        app = FastAPI()
-
-        @app.post("/check_frame_batch")
-        async def check(request: Request) -> Response:
-            await request.body()
-            self.calls += 1
-            if self.failing:
-                return Response(b'{"error": "boom"}', 500, media_type="application/json")
-            if self.hold:
-                self.held += 1
-                end = time.monotonic() + 20
-                while not self.release.is_set() and time.monotonic() < end:
-                    await asyncio.sleep(0.02)
-            body = {"pred_label": "REAL", "confidence": 0.1, "probs": [0.1]}
-            return Response(json.dumps(body), media_type="application/json")
-
-        self.server = GatewayThread(app)
-        self.url = self.server.url
-
-
 @pytest.fixture
 def legacy() -> Iterator[LegacyServer]:
-    server = LegacyServer()
-    server.server.start()
+    server = LegacyServer().start()
     yield server
-    server.release.set()
-    server.server.stop()
+    server.stop()
 
 
 def write_config(path: Path, member: str, legacy: str, **rollout: Any) -> Path:
