@@ -178,3 +178,61 @@ def test_latency_bins_follow_the_data_not_the_slo() -> None:
     filled = {sum(lo <= v < hi for v in values) for lo, hi in zip(bins, bins[1:], strict=False)}
     used = sum(any(lo <= v <= hi for v in values) for lo, hi in zip(bins, bins[1:], strict=False))
     assert used >= 8 and max(filled) < len(values) / 2
+
+
+def test_records_with_an_unknown_banner_or_a_bad_latency_are_skipped_and_counted(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = recorded.read_text().splitlines()
+    bad = []
+    for field, value in [("latency_ms", "abc"), ("banner", "PURPLE"), ("status", [])]:
+        record = json.loads(good[0])
+        record["legacy"][field] = value
+        bad.append(json.dumps(record))
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(good + bad) + "\n")
+    assert _cli(["rollout", "report", str(mixed), "--out", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert (doc["records"], doc["invalid_records"], doc["skipped_lines"]) == (6, 3, 0)
+    captured = capsys.readouterr()
+    assert "skipped 3 comparison record(s)" in captured.err
+    assert "invalid records skipped: 3" in captured.out
+
+
+@pytest.mark.parametrize("which", ["records", "labels"])
+def test_a_file_that_is_not_utf8_is_a_clear_error(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str
+) -> None:
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    files = [str(binary)] if which == "records" else [str(recorded), "--labels", str(binary)]
+    assert _cli(["rollout", "report", *files, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is not UTF-8 text" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--slo-ms", "nan"], "--slo-ms must be a positive number"),
+        (["--slo-ms", "-5"], "--slo-ms must be a positive number"),
+        (["--uncertain-band", "0.04", "0.01"], "--uncertain-band LO HI"),
+        (["--uncertain-band", "0.01", "2"], "--uncertain-band LO HI"),
+        (["--out", "FILE"], "is a file, not a directory"),
+    ],
+)
+def test_bad_options_are_one_error_line_and_exit_2(
+    recorded: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    existing = tmp_path / "existing-file"
+    existing.write_text("not a folder")
+    options = [str(existing) if o == "FILE" else o for o in options]
+    out = [] if "--out" in options else ["--out", str(tmp_path / "o")]
+    assert _cli(["rollout", "report", str(recorded), *out, *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -6,6 +6,7 @@ Hooked into ``wma`` by ``wma_fusion.cli`` calling :func:`register_rollout`.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -97,6 +98,21 @@ def _labels(args: argparse.Namespace, records: list[dict[str, Any]]) -> Labels |
     return labels
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse bad options before any work, as one ``error:`` line (exit 2)."""
+    from wma_fusion.rollout.report import ReportError
+
+    if not (math.isfinite(args.slo_ms) and args.slo_ms > 0):
+        raise ReportError(f"--slo-ms must be a positive number of milliseconds, got {args.slo_ms}")
+    lo, hi = args.uncertain_band
+    if not (0.0 <= lo <= hi <= 1.0):
+        raise ReportError(
+            f"--uncertain-band LO HI must be fractions with 0 <= LO <= HI <= 1, got {lo} {hi}"
+        )
+    if args.out.exists() and not args.out.is_dir():
+        raise ReportError(f"--out {args.out} is a file, not a directory")
+
+
 def run_report(args: argparse.Namespace) -> int:
     # Imported here so that ``wma --help`` does not load numpy and matplotlib.
     from wma_fusion.rollout.gates import GateStatus, judge_gates
@@ -109,21 +125,39 @@ def run_report(args: argparse.Namespace) -> int:
     )
 
     try:
-        records, skipped = load_records(args.files)
+        _check_args(args)
+        parsed = load_records(args.files)
+        if parsed.invalid_records:
+            sys.stderr.write(
+                f"warning: skipped {parsed.invalid_records} comparison record(s) with an unknown "
+                "banner, a non-numeric latency or a non-string status\n"
+            )
+        records = parsed.records
         if not records:
             raise ReportError("no comparison records found in the given files")
         labels = _labels(args, records)
     except ReportError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    report = compute_report(records, labels, slo_ms=args.slo_ms, skipped_lines=skipped)
+    report = compute_report(
+        records,
+        labels,
+        slo_ms=args.slo_ms,
+        skipped_lines=parsed.skipped_lines,
+        invalid_records=parsed.invalid_records,
+    )
     gates = judge_gates(report, uncertain_band=tuple(args.uncertain_band))
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = [
-        write_summary(report, gates, args.out / "report.json"),
-        plot_latency(records, args.slo_ms, args.out / "latency.png"),
-        plot_confusion(report, args.out / "confusion.png"),
-    ]
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = [
+            write_summary(report, gates, args.out / "report.json"),
+            plot_latency(records, args.slo_ms, args.out / "latency.png"),
+            plot_confusion(report, args.out / "confusion.png"),
+        ]
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else args.out
+        sys.stderr.write(f"error: cannot write the report to {where}: {exc.strerror or exc}\n")
+        return 2
     sys.stdout.write(render_text(report, gates) + "\n")
     sys.stdout.write("wrote: " + ", ".join(str(p) for p in written) + "\n")
     if labels is not None and report.paths["ensemble"].labelled == 0:

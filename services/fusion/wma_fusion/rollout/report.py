@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from wma_fusion.rollout.records import RECORD_KIND, IdHasher
 
 PATHS = ("legacy", "ensemble")
 BANNERS = ("NONE", "GREEN", "YELLOW", "RED", "ERROR")
+# The banners a path can record; a failed path records none (null).
+_RECORDED_BANNERS = frozenset(BANNERS) - {"ERROR"}
 FAILED_STATUSES = frozenset({"timeout", "error", "circuit_open"})
 LABEL_KEYS = ("participant_id_hash", "participant_id", "meeting_id_hash", "meeting_id")
 
@@ -31,12 +34,38 @@ class ReportError(ValueError):
     """Input the report cannot use (named in the message)."""
 
 
-def parse_records(lines: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
-    """Comparison records found in ``lines`` and the number of other non-empty lines.
+@dataclass(frozen=True)
+class ParsedRecords:
+    """What :func:`parse_records` found: the usable records and what it left out."""
+
+    records: list[dict[str, Any]]
+    skipped_lines: int  # non-empty lines that are not comparison records
+    invalid_records: int  # comparison records with a field the report cannot read
+
+
+def _usable_path(outcome: dict[str, Any]) -> bool:
+    """An outcome the report can count: a known banner or none, a finite latency or none."""
+    latency, banner, status = (outcome.get(k) for k in ("latency_ms", "banner", "status"))
+    if latency is not None and (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not math.isfinite(latency)
+    ):
+        return False
+    if status is not None and not isinstance(status, str):
+        return False
+    return banner is None or (isinstance(banner, str) and banner in _RECORDED_BANNERS)
+
+
+def parse_records(lines: Iterable[str]) -> ParsedRecords:
+    """Comparison records found in ``lines``, with the counts of what was left out.
 
     A record may be a bare JSON line or the tail of a log line (``... {json}``).
+    A record with an unknown banner, a non-numeric latency or a non-string status
+    is counted as invalid.
     """
-    records, skipped = [], 0
+    records: list[dict[str, Any]] = []
+    skipped = invalid = 0
     for line in lines:
         start = line.find("{")
         if start < 0:
@@ -47,28 +76,34 @@ def parse_records(lines: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
         except json.JSONDecodeError:
             skipped += 1
             continue
-        if (
+        if not (
             isinstance(obj, dict)
             and obj.get("kind") == RECORD_KIND
             and all(isinstance(obj.get(p), dict) for p in PATHS)
         ):
+            skipped += 1
+        elif all(_usable_path(obj[p]) for p in PATHS):
             records.append(obj)
         else:
-            skipped += 1
-    return records, skipped
+            invalid += 1
+    return ParsedRecords(records, skipped, invalid)
 
 
-def load_records(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], int]:
-    records, skipped = [], 0
+def load_records(paths: Sequence[Path]) -> ParsedRecords:
+    records: list[dict[str, Any]] = []
+    skipped = invalid = 0
     for path in paths:
         try:
             with path.open(encoding="utf-8") as fh:
-                found, other = parse_records(fh)
+                found = parse_records(fh)
         except OSError as exc:
             raise ReportError(f"cannot read records file {path}: {exc.strerror}") from None
-        records += found
-        skipped += other
-    return records, skipped
+        except UnicodeDecodeError:
+            raise ReportError(f"records file {path} is not UTF-8 text") from None
+        records += found.records
+        skipped += found.skipped_lines
+        invalid += found.invalid_records
+    return ParsedRecords(records, skipped, invalid)
 
 
 @dataclass(frozen=True)
@@ -91,6 +126,8 @@ def load_labels(path: Path, hasher: IdHasher | None) -> Labels:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise ReportError(f"cannot read labels file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"labels file {path} is not UTF-8 text") from None
     columns = set(rows[0]) if rows else set()
     keys = [k for k in LABEL_KEYS if k in columns]
     if "label" not in columns or len(keys) != 1:
@@ -143,6 +180,7 @@ class Report:
     slo_ms: float
     labels_used: bool
     error_messages: dict[str, dict[str, int]] = field(default_factory=dict)
+    invalid_records: int = 0  # comparison records left out (unknown banner, bad latency)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -192,6 +230,7 @@ def compute_report(
     *,
     slo_ms: float = 5000.0,
     skipped_lines: int = 0,
+    invalid_records: int = 0,
 ) -> Report:
     truth = [labels.of(r) if labels else None for r in records]
     confusion = {b: dict.fromkeys(BANNERS, 0) for b in BANNERS}
@@ -216,4 +255,5 @@ def compute_report(
         slo_ms=slo_ms,
         labels_used=labels is not None,
         error_messages={p: dict(c.most_common(10)) for p, c in errors.items()},
+        invalid_records=invalid_records,
     )

@@ -32,7 +32,8 @@ def _pct(x: float | None) -> str:
 
 def render_text(report: Report, gates: Sequence[Gate]) -> str:
     out = [
-        f"records: {report.records} (other lines skipped: {report.skipped_lines}); "
+        f"records: {report.records} (other lines skipped: {report.skipped_lines}; "
+        f"invalid records skipped: {report.invalid_records}); "
         f"both paths answered: {report.compared}",
         f"verdict agreement: {_pct(report.agreement)}",
         "",
