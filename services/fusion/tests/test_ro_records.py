@@ -142,3 +142,64 @@ def test_every_record_latency_is_rounded_to_the_microsecond() -> None:
         calibrators_sha256=None,
     )
     assert json.dumps(record["ensemble"]["latency_ms"]) == "5.689"
+
+
+def test_a_shadow_task_from_before_a_records_reload_writes_to_the_current_sink(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    import yaml
+    from wma_core import Banner, Verdict
+    from wma_fusion.app import create_app
+    from wma_fusion.inputs import AnalyzeInput
+    from wma_fusion.rollout.config import RolloutMode
+    from wma_fusion.rollout.legacy import LegacyResult, LegacyStatus
+    from wma_fusion.rollout.router import Route, ServedBy
+    from wma_fusion.rollout.serve import _compare
+    from wma_fusion.stack import DEFAULT_BUNDLE
+
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    doc = {
+        "models": [{"id": "9rfa62j1", "endpoint": "http://127.0.0.1:9"}],
+        "calibrators": {"path": str(DEFAULT_BUNDLE)},
+        "reload": {"enabled": False},
+        "rollout": {
+            "mode": "shadow",
+            "legacy": {"endpoint": "http://127.0.0.1:10"},
+            "records": {"log": False, "file": str(first)},
+        },
+    }
+    config = tmp_path / "g.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    gw = create_app(config, env={}).state.gateway  # no hash key: a random one per process
+    runtime, holder = gw.rollout, gw.holder
+    before = holder.state
+    doc["rollout"]["records"]["file"] = str(second)
+    config.write_text(yaml.safe_dump(doc))
+    assert holder.reload_if_changed() is True
+
+    req = AnalyzeInput(frames=[b"x"], participant_id="alice", meeting_id=None)
+    plan = Route(RolloutMode.SHADOW, ServedBy.LEGACY, run_legacy=True, run_ensemble=True)
+    leg = LegacyResult(LegacyStatus.OK, 1.0, 0.75, 0.05, (0.1,), 0.1, Banner.GREEN, Verdict.REAL)
+
+    async def paths() -> tuple[asyncio.Task[LegacyResult], asyncio.Task[PathOutcome]]:
+        async def legacy() -> LegacyResult:
+            return leg
+
+        async def ensemble() -> PathOutcome:
+            return PathOutcome("error", 1.0, error="down")
+
+        return asyncio.create_task(legacy()), asyncio.create_task(ensemble())
+
+    async def go() -> None:
+        # a request that started after the reload, then the shadow task of one before it
+        await _compare(runtime, holder.state, req, plan, await paths(), 0.0)  # type: ignore[arg-type]
+        await _compare(runtime, before, req, plan, await paths(), 0.0)  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    runtime.close()
+    assert not first.exists() or first.read_text() == ""
+    lines = [json.loads(line) for line in second.read_text().splitlines()]
+    assert len(lines) == 2
+    assert lines[0]["participant_id_hash"] == lines[1]["participant_id_hash"]

@@ -98,7 +98,7 @@ def create_app(
     metrics = Metrics()
     holder = StateHolder(state, path, env, on_reload=metrics.record_reload)
     provider = tracer_provider or make_tracer_provider(state.config.telemetry, env)
-    rollout = RolloutRuntime(metrics.registry, state.config.rollout, env)  # issue 5
+    rollout = RolloutRuntime(metrics.registry, holder, env)  # issue 5
     gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics, rollout)
 
     @contextlib.asynccontextmanager

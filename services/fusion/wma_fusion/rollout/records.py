@@ -134,9 +134,19 @@ def build_record(
 class RecordWriter:
     """Writes records to the configured sink; :meth:`close` flushes the file thread."""
 
-    def __init__(self, sink: RecordSink, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        sink: RecordSink,
+        *,
+        environ: Mapping[str, str] | None = None,
+        hasher: IdHasher | None = None,
+    ) -> None:
+        """``hasher`` keeps a previous writer's ids comparable; by default one is
+        built from ``sink.hash_key_env``."""
         self.sink = sink
-        self.hasher = IdHasher.from_env(sink.hash_key_env, environ, raw=sink.raw_participant_ids)
+        self.hasher = hasher or IdHasher.from_env(
+            sink.hash_key_env, environ, raw=sink.raw_participant_ids
+        )
         self._stream = logging.getLogger(RECORD_LOGGER) if sink.log else None
         if self._stream is not None and self._stream.level == logging.NOTSET:
             # Records are INFO lines; keep them even where the root logger is at WARNING.

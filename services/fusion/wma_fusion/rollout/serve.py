@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from wma_fusion.errors import GatewayError
 from wma_fusion.inputs import AnalyzeInput
 from wma_fusion.pipeline import EnsembleResult, count_answer
-from wma_fusion.rollout.config import RecordSink, RolloutConfig, RolloutMode
+from wma_fusion.rollout.config import RolloutMode
 from wma_fusion.rollout.legacy import LegacyResult
 from wma_fusion.rollout.metrics import RolloutMetrics
 from wma_fusion.rollout.paths import (
@@ -36,7 +36,7 @@ from wma_fusion.rollout.paths import (
 )
 from wma_fusion.rollout.records import PathOutcome, RecordWriter, build_record, legacy_outcome
 from wma_fusion.rollout.router import Route, ServedBy, route
-from wma_fusion.state import RuntimeState
+from wma_fusion.state import RuntimeState, StateHolder
 from wma_fusion.telemetry import Metrics
 
 log = logging.getLogger("wma.rollout")
@@ -48,23 +48,40 @@ class RolloutRuntime:
     def __init__(
         self,
         registry: CollectorRegistry,
-        rollout: RolloutConfig,
+        holder: StateHolder,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.metrics = RolloutMetrics(registry)
+        self._holder = holder
         self._environ = environ
         self._writer: RecordWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._shadow_failing: set[str] = set()
-        if rollout.mode in (RolloutMode.SHADOW, RolloutMode.CANARY):
-            self.writer(rollout.records)  # warns about a missing hash key at startup
+        if holder.state.config.rollout.mode in (RolloutMode.SHADOW, RolloutMode.CANARY):
+            self.writer()  # warns about a missing hash key at startup
 
-    def writer(self, sink: RecordSink) -> RecordWriter:
-        """The writer for ``sink``, rebuilt when a reload changed the sink."""
-        if self._writer is None or self._writer.sink != sink:
-            if self._writer is not None:
-                self._writer.close()
-            self._writer = RecordWriter(sink, environ=self._environ)
+    def writer(self) -> RecordWriter:
+        """The writer of the current config's ``records`` sink.
+
+        Built once per sink: the first record after a reload that changed the sink
+        closes the old writer and opens the new one, and a shadow task still running
+        under the old config writes there too. The id hasher is kept while
+        ``hash_key_env`` and ``raw_participant_ids`` are unchanged, so hashes (even
+        under a random per-process key) stay comparable across reloads.
+        """
+        sink = self._holder.state.config.rollout.records
+        old = self._writer
+        if old is not None and old.sink == sink:
+            return old
+        hasher = None
+        if old is not None:
+            same_ids = (old.sink.hash_key_env, old.sink.raw_participant_ids) == (
+                sink.hash_key_env,
+                sink.raw_participant_ids,
+            )
+            hasher = old.hasher if same_ids else None
+            old.close()
+        self._writer = RecordWriter(sink, environ=self._environ, hasher=hasher)
         return self._writer
 
     def note_shadow(self, path: str, outcome: PathOutcome) -> None:
@@ -130,7 +147,7 @@ async def _compare(
         shadowed = "ensemble" if plan.served_by is ServedBy.LEGACY else "legacy"
         rt.note_shadow(shadowed, ens_out if shadowed == "ensemble" else leg_out)
         rt.metrics.observe_comparison(leg_out.banner, ens_out.banner)
-        writer = rt.writer(state.config.rollout.records)
+        writer = rt.writer()
         writer.write(
             build_record(
                 writer.hasher,
