@@ -120,7 +120,7 @@ def test_legacy_failure_is_a_503_in_legacy_mode(stack: LocalStack, tmp_path: Pat
     finally:
         server.stop()
     assert response.status_code == 503
-    assert "legacy model unreachable" in response.json()["error"]
+    assert "legacy model: connect error" in response.json()["error"]
 
 
 def test_shadow_mode_serves_legacy_and_records_both_paths(

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 from wma_core import Banner, Verdict
+from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.rollout.config import LegacyPath
 from wma_fusion.rollout.legacy import LegacyStatus, band, run_legacy
 
@@ -32,7 +33,8 @@ def _jpeg() -> bytes:
 def _run(handler: httpx.MockTransport, path: LegacyPath = PATH, frames: list[bytes] | None = None):  # type: ignore[no-untyped-def]
     async def go():  # type: ignore[no-untyped-def]
         async with httpx.AsyncClient(transport=handler) as client:
-            return await run_legacy(client, path, frames if frames is not None else [_jpeg()])
+            sent = frames if frames is not None else [_jpeg()]
+            return await run_legacy(client, path, sent, breaker=CircuitBreaker(5, 10.0))
 
     return asyncio.run(go())
 
@@ -133,7 +135,7 @@ def test_slow_legacy_model_times_out_within_its_budget() -> None:
     path = LegacyPath(endpoint="http://l.test", timeout_s=0.2)  # type: ignore[arg-type]
     result = _run(httpx.MockTransport(slow), path)
     assert result.status is LegacyStatus.TIMEOUT
-    assert "timed out" in (result.error or "")
+    assert "no reply within 0.20s" in (result.error or "")
 
 
 def test_unreachable_legacy_model_is_an_error_value() -> None:
@@ -144,8 +146,32 @@ def test_unreachable_legacy_model_is_an_error_value() -> None:
 
     async def go():  # type: ignore[no-untyped-def]
         async with httpx.AsyncClient() as client:
-            return await run_legacy(client, path, [_jpeg()])
+            return await run_legacy(client, path, [_jpeg()], breaker=CircuitBreaker(5, 10.0))
 
     result = asyncio.run(go())
     assert result.status is LegacyStatus.ERROR
-    assert "unreachable" in (result.error or "")
+    assert "connect error" in (result.error or "")
+
+
+def test_the_legacy_call_carries_the_request_trace_context() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"pred_label": "REAL", "confidence": 0.1, "probs": [0.1]})
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("POST /v1/analyze") as span:
+        _run(httpx.MockTransport(handler))
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    (request,) = seen
+    assert trace_id in request.headers.get("traceparent", "")
+
+
+def test_a_non_json_error_body_of_the_legacy_model_is_never_echoed() -> None:
+    leak = "Traceback: secret internal detail"
+    result = _run(httpx.MockTransport(lambda _r: httpx.Response(502, text=leak)))
+    assert result.status is LegacyStatus.ERROR
+    assert "HTTP 502" in (result.error or "") and "secret" not in (result.error or "")

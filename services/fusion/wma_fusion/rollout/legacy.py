@@ -1,9 +1,11 @@
 """The legacy single-model path: the old client's call and banding, as a value.
 
-One ``POST /check_frame_batch`` to the configured legacy model server with the
-old client's query, the mean of the per-frame probabilities it returns, and the
-old banding (RED at ``>= thr + margin``, YELLOW at ``>= thr - margin``, else
-GREEN). Failures are values (:class:`LegacyStatus`), never exceptions, so a
+One ``POST /check_frame_batch`` to the configured legacy model server, made by
+the gateway's own member call (:func:`wma_fusion.upstream.call_member` with the
+legacy protocol: the old client's query, the request's trace context, the
+member's error handling), the mean of the per-frame probabilities it returns,
+and the old banding (RED at ``>= thr + margin``, YELLOW at ``>= thr - margin``,
+else GREEN). Failures are values (:class:`LegacyStatus`), never exceptions, so a
 shadowed legacy call cannot fail the request it rides along with; the caller
 decides what a failure means (503 when legacy serves). Like an ensemble member,
 the legacy model sits behind a circuit breaker (``circuit_open``: not called),
@@ -13,7 +15,6 @@ deadline the caller passes.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,19 +23,14 @@ from typing import Any
 
 import httpx
 from wma_core import Banner, Verdict, legacy_banner
-from wma_model_server.imaging import sniff_format
-from wma_model_server.protocol import ProtocolError, parse_legacy_response
 
 from wma_fusion.breaker import CircuitBreaker
+from wma_fusion.config import ModelEntry
 from wma_fusion.rollout.config import LegacyPath
+from wma_fusion.upstream import call_member
 
-# Exactly what the old meeting client sent; it read only ``probs``.
-LEGACY_QUERY = {
-    "model_type": "custom",
-    "threshold": "0.75",
-    "debug": "false",
-    "yolo_conf_threshold": "0.8",
-}
+# The id under which the legacy model is called (never a member's: it is not in ``models``).
+LEGACY_MODEL_ID = "legacy"
 
 _VERDICT_OF_BANNER = {
     Banner.RED: Verdict.FAKE,
@@ -45,6 +41,8 @@ _VERDICT_OF_BANNER = {
 
 
 class LegacyStatus(StrEnum):
+    """The statuses of :class:`~wma_fusion.upstream.MemberReply`, as an enum."""
+
     OK = "ok"
     NO_FACES = "no_faces"
     TIMEOUT = "timeout"
@@ -94,32 +92,11 @@ def verdict_of(banner: Banner) -> Verdict:
     return _VERDICT_OF_BANNER[banner]
 
 
-def _files(frames: Sequence[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
-    files = []
-    for i, frame in enumerate(frames):
-        fmt = sniff_format(frame) or "jpeg"
-        files.append(
-            ("files", (f"frame{i}.{'png' if fmt == 'png' else 'jpg'}", frame, f"image/{fmt}"))
-        )
-    return files
-
-
-async def _call(
-    client: httpx.AsyncClient, path: LegacyPath, frames: Sequence[bytes], budget_s: float
-) -> list[float]:
-    url = f"{str(path.endpoint).rstrip('/')}/check_frame_batch"
-    response = await client.post(
-        url, params=LEGACY_QUERY, files=_files(frames), timeout=httpx.Timeout(budget_s)
+def legacy_entry(path: LegacyPath) -> ModelEntry:
+    """The legacy endpoint as a member entry of the legacy protocol."""
+    return ModelEntry(
+        id=LEGACY_MODEL_ID, endpoint=path.endpoint, protocol="legacy", timeout_s=path.timeout_s
     )
-    if response.status_code != 200:
-        raise ProtocolError(
-            f"legacy model answered HTTP {response.status_code}: {response.text[:200]}"
-        )
-    try:
-        payload = response.json()
-    except ValueError:
-        raise ProtocolError("legacy model answered with a body that is not JSON") from None
-    return parse_legacy_response(payload)
 
 
 async def run_legacy(
@@ -127,44 +104,37 @@ async def run_legacy(
     path: LegacyPath,
     frames: Sequence[bytes],
     *,
-    breaker: CircuitBreaker | None = None,
+    breaker: CircuitBreaker,
     deadline_s: float | None = None,
 ) -> LegacyResult:
     """Call the legacy model on ``frames`` and band its answer.
 
-    The call gets ``min(path.timeout_s, deadline_s)`` seconds; ``breaker`` (if any)
-    may refuse it at once (``circuit_open``) and learns from its outcome.
+    The call gets ``min(path.timeout_s, deadline_s)`` seconds and no connect
+    retry; ``breaker`` may refuse it at once (``circuit_open``) and learns from
+    its outcome.
     """
-    start = time.perf_counter()
-    budget_s = path.timeout_s if deadline_s is None else min(path.timeout_s, deadline_s)
-
-    def result(status: LegacyStatus, **kwargs: Any) -> LegacyResult:
-        latency_ms = (time.perf_counter() - start) * 1000.0
-        if breaker is not None and status is not LegacyStatus.CIRCUIT_OPEN:
-            if status in (LegacyStatus.OK, LegacyStatus.NO_FACES):
-                breaker.record_success()
-            else:
-                breaker.record_failure(f"{status.value}: {kwargs.get('error')}")
-        return LegacyResult(status, latency_ms, path.threshold, path.margin, **kwargs)
-
-    if breaker is not None and not breaker.allow():
-        return result(LegacyStatus.CIRCUIT_OPEN, error="legacy model's circuit breaker is open")
-    try:
-        async with asyncio.timeout(budget_s):
-            probs = await _call(client, path, frames, budget_s)
-    except (TimeoutError, httpx.TimeoutException):
-        return result(LegacyStatus.TIMEOUT, error=f"legacy model timed out after {budget_s:g} s")
-    except httpx.HTTPError as exc:
-        return result(LegacyStatus.ERROR, error=f"legacy model unreachable: {type(exc).__name__}")
-    except ProtocolError as exc:
-        return result(LegacyStatus.ERROR, error=str(exc))
-    except asyncio.CancelledError:
-        # A half-open probe that never reports would keep the breaker shut for good.
-        if breaker is not None:
-            breaker.record_failure("cancelled")
-        raise
-    banner, mean_prob = band(probs, path.threshold, path.margin)
-    status = LegacyStatus.OK if probs else LegacyStatus.NO_FACES
-    return result(
-        status, probs=tuple(probs), mean_prob=mean_prob, banner=banner, verdict=verdict_of(banner)
+    budget_s = path.timeout_s if deadline_s is None else deadline_s
+    reply = await call_member(
+        client,
+        legacy_entry(path),
+        breaker,
+        list(frames),
+        request_id="",  # only the OIP protocol sends one
+        deadline=time.monotonic() + budget_s,
+        connect_retries=0,
+    )
+    status = LegacyStatus(reply.status)
+    if reply.failed:
+        error = f"legacy model: {reply.error or status.value}"
+        return LegacyResult(status, reply.latency_ms, path.threshold, path.margin, error=error)
+    banner, mean_prob = band(reply.probs, path.threshold, path.margin)
+    return LegacyResult(
+        status,
+        reply.latency_ms,
+        path.threshold,
+        path.margin,
+        probs=reply.probs,
+        mean_prob=mean_prob,
+        banner=banner,
+        verdict=verdict_of(banner),
     )

@@ -79,10 +79,11 @@ async def legacy_run(
     The call is bounded by ``min(legacy.timeout_s, fanout.deadline_s)`` and goes
     through the legacy model's own circuit breaker (kept across reloads).
     """
-    path = state.config.rollout.legacy
-    if path is None:  # the config refuses a non-ensemble mode without a legacy endpoint
+    path, breaker = state.config.rollout.legacy, state.legacy_breaker
+    # The config refuses a non-ensemble mode without a legacy endpoint, and
+    # build_state gives every legacy endpoint a breaker.
+    if path is None or breaker is None:
         raise LegacyUnavailable("no legacy endpoint is configured")
-    breaker = state.legacy_breaker
     with tracer.start_as_current_span("legacy model", kind=trace.SpanKind.CLIENT) as span:
         result = await run_legacy(
             client,
@@ -98,7 +99,7 @@ async def legacy_run(
         if not result.answered:
             span.set_status(trace.StatusCode.ERROR, result.error or result.status.value)
             rollout.path_failures.labels(path="legacy", status=result.status.value).inc()
-    if metrics is not None and breaker is not None:
+    if metrics is not None:
         metrics.circuit_open.labels(model=LEGACY_GAUGE_LABEL).set(
             0 if breaker.state == "closed" else 1
         )
