@@ -57,12 +57,21 @@ async def ensemble_run(
         rollout.path_failures.labels(path="ensemble", status="error").inc()
         if served:
             raise
-        if isinstance(exc, GatewayError):
-            message = exc.message
-        else:  # our own bug: keep the traceback, but never fail the served answer
+        if not isinstance(exc, GatewayError):
+            # our own bug: keep the traceback, but never fail the served answer
             log.error("shadowed ensemble run failed", exc_info=True)
-            message = f"internal error ({type(exc).__name__})"
-        return PathOutcome("error", (time.monotonic() - start) * 1000.0, error=message)
+        return failure_outcome(exc, start)
+
+
+def failure_outcome(exc: BaseException, start: float) -> PathOutcome:
+    """The outcome of a path run that raised ``exc`` (``start``: its ``time.monotonic()``)."""
+    if isinstance(exc, GatewayError):
+        message = exc.message
+    elif isinstance(exc, Exception):
+        message = f"internal error ({type(exc).__name__})"
+    else:  # cancelled, e.g. by the shutdown drain
+        message = type(exc).__name__
+    return PathOutcome("error", (time.monotonic() - start) * 1000.0, error=message)
 
 
 async def legacy_run(
@@ -111,7 +120,7 @@ def ensemble_outcome(run: EnsembleRun) -> PathOutcome:
         return run
     return PathOutcome(
         status="ok" if run.fused.present else "no_faces",
-        latency_ms=round(run.latency_ms, 3),
+        latency_ms=run.latency_ms,
         verdict=run.decision.verdict.value,
         banner=run.decision.banner.value,
         score=run.fused.score,

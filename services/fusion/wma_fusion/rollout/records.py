@@ -57,7 +57,7 @@ class PathOutcome:
 def legacy_outcome(result: LegacyResult) -> PathOutcome:
     return PathOutcome(
         status=result.status.value,
-        latency_ms=round(result.latency_ms, 3),
+        latency_ms=result.latency_ms,
         verdict=None if result.verdict is None else result.verdict.value,
         banner=None if result.banner is None else result.banner.value,
         score=result.mean_prob,

@@ -21,7 +21,6 @@ import httpx
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from wma_fusion.errors import GatewayError
 from wma_fusion.inputs import AnalyzeInput
 from wma_fusion.pipeline import EnsembleResult, count_answer
 from wma_fusion.rollout.config import RolloutMode
@@ -31,6 +30,7 @@ from wma_fusion.rollout.paths import (
     EnsembleRun,
     ensemble_outcome,
     ensemble_run,
+    failure_outcome,
     legacy_body,
     legacy_run,
 )
@@ -118,11 +118,6 @@ class RolloutRuntime:
             self._writer = None
 
 
-def _outcome_of_failure(exc: BaseException, start: float) -> PathOutcome:
-    message = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
-    return PathOutcome("error", (time.monotonic() - start) * 1000.0, error=message)
-
-
 async def _compare(
     rt: RolloutRuntime,
     state: RuntimeState,
@@ -135,17 +130,13 @@ async def _compare(
     leg, ens = await asyncio.gather(*tasks, return_exceptions=True)
     try:
         leg_out = (
-            legacy_outcome(leg)
-            if isinstance(leg, LegacyResult)
-            else _outcome_of_failure(leg, start)
+            legacy_outcome(leg) if isinstance(leg, LegacyResult) else failure_outcome(leg, start)
         )
         ens_out = (
-            _outcome_of_failure(ens, start)
-            if isinstance(ens, BaseException)
-            else ensemble_outcome(ens)
+            failure_outcome(ens, start) if isinstance(ens, BaseException) else ensemble_outcome(ens)
         )
-        shadowed = "ensemble" if plan.served_by is ServedBy.LEGACY else "legacy"
-        rt.note_shadow(shadowed, ens_out if shadowed == "ensemble" else leg_out)
+        shadowed = plan.shadow  # not None: both paths ran
+        rt.note_shadow(str(shadowed), ens_out if shadowed is ServedBy.ENSEMBLE else leg_out)
         rt.metrics.observe_comparison(leg_out.banner, ens_out.banner)
         writer = rt.writer()
         writer.write(
