@@ -38,7 +38,7 @@ def _judge(ok: bool | None) -> GateStatus:
     return GateStatus.HOLDS if ok else GateStatus.FAILS
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f} %"
 
 
@@ -61,7 +61,7 @@ def judge_gates(
         Gate(
             f"verdict agreement >= {100 * agreement_min:.0f} %",
             _judge(None if agreement is None else agreement >= agreement_min),
-            f"{_pct(agreement)} over {report.compared} compared requests",
+            f"{pct(agreement)} over {report.compared} compared requests",
         ),
         Gate(
             f"ensemble latency p95 < {report.slo_ms:.0f} ms",
@@ -77,14 +77,14 @@ def judge_gates(
         Gate(
             f"uncertain rate near 2 % (within [{100 * lo:g} %, {100 * hi:g} %])",
             _judge(None if unc is None else lo <= unc <= hi),
-            f"ensemble {_pct(unc)} of {ens.decided} decisions",
+            f"ensemble {pct(unc)} of {ens.decided} decisions",
         ),
         Gate(
             "accuracy better than the single model",
             _judge(better),
             "needs a labels file"
             if not report.labels_used
-            else f"accuracy on certain decisions: ensemble {_pct(ens.accuracy)}, "
-            f"legacy {_pct(leg.accuracy)} ({ens.labelled} labelled)",
+            else f"accuracy on certain decisions: ensemble {pct(ens.accuracy)}, "
+            f"legacy {pct(leg.accuracy)} ({ens.labelled} labelled)",
         ),
     ]

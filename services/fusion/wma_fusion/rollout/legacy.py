@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-from wma_core import Banner, Verdict, legacy_banner
+from wma_core import Banner, Verdict, banner_for, legacy_banner
 
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import ModelEntry
@@ -32,12 +32,8 @@ from wma_fusion.upstream import call_member
 # The id under which the legacy model is called (never a member's: it is not in ``models``).
 LEGACY_MODEL_ID = "legacy"
 
-_VERDICT_OF_BANNER = {
-    Banner.RED: Verdict.FAKE,
-    Banner.YELLOW: Verdict.UNCERTAIN,
-    Banner.GREEN: Verdict.REAL,
-    Banner.NONE: Verdict.NO_FACE,
-}
+# The inverse of the ensemble's verdict -> banner map, so both paths agree on it.
+_VERDICT_OF_BANNER = {banner_for(verdict): verdict for verdict in Verdict}
 
 
 class LegacyStatus(StrEnum):

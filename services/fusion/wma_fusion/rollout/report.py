@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from wma_core import Banner
 
+from wma_fusion.rollout.metrics import FAILED
 from wma_fusion.rollout.records import RECORD_KIND, IdHasher
+from wma_fusion.upstream import FAILED_STATUSES
 
 PATHS = ("legacy", "ensemble")
-BANNERS = ("NONE", "GREEN", "YELLOW", "RED", "ERROR")
+# The confusion matrix's rows and columns: each banner, and a failed path.
+BANNERS = (*(b.value for b in Banner), FAILED)
 # The banners a path can record; a failed path records none (null).
-_RECORDED_BANNERS = frozenset(BANNERS) - {"ERROR"}
-FAILED_STATUSES = frozenset({"timeout", "error", "circuit_open"})
+_RECORDED_BANNERS = frozenset(b.value for b in Banner)
 LABEL_KEYS = ("participant_id_hash", "participant_id", "meeting_id_hash", "meeting_id")
 
 
@@ -238,7 +241,7 @@ def compute_report(
     errors: dict[str, Counter[str]] = {p: Counter() for p in PATHS}
     for r in records:
         leg, ens = r["legacy"], r["ensemble"]
-        confusion[leg.get("banner") or "ERROR"][ens.get("banner") or "ERROR"] += 1
+        confusion[leg.get("banner") or FAILED][ens.get("banner") or FAILED] += 1
         if leg.get("verdict") is not None and ens.get("verdict") is not None:
             compared += 1
             agree += leg["verdict"] == ens["verdict"]

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from wma_fusion.rollout.gates import Gate
+from wma_fusion.rollout.gates import Gate, GateStatus, pct
 from wma_fusion.rollout.report import BANNERS, PATHS, Report
 
 
@@ -26,16 +26,12 @@ def _num(x: float | None, fmt: str = "{:.1f}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f} %"
-
-
 def render_text(report: Report, gates: Sequence[Gate]) -> str:
     out = [
         f"records: {report.records} (other lines skipped: {report.skipped_lines}; "
         f"invalid records skipped: {report.invalid_records}); "
         f"both paths answered: {report.compared}",
-        f"verdict agreement: {_pct(report.agreement)}",
+        f"verdict agreement: {pct(report.agreement)}",
         "",
         "banner confusion (rows: legacy, columns: ensemble)",
         f"{'':>8}" + "".join(f"{b:>8}" for b in BANNERS),
@@ -52,7 +48,7 @@ def render_text(report: Report, gates: Sequence[Gate]) -> str:
         out.append(
             f"{name:<10}{s.runs:>6}{s.errors:>8}{_num(s.latency_p50):>10}"
             f"{_num(s.latency_p95):>10}{_num(s.latency_p99):>10}{s.slo_breaches:>6}"
-            f"{_pct(s.uncertain_rate):>11}"
+            f"{pct(s.uncertain_rate):>11}"
         )
     if report.labels_used:
         out += [
@@ -64,16 +60,16 @@ def render_text(report: Report, gates: Sequence[Gate]) -> str:
         for name in PATHS:
             s = report.paths[name]
             out.append(
-                f"{name:<10}{s.labelled:>9}{_pct(s.tpr):>10}{_pct(s.fpr):>10}"
-                f"{_pct(s.accuracy):>10}{_pct(s.labelled_uncertain_rate):>11}"
+                f"{name:<10}{s.labelled:>9}{pct(s.tpr):>10}{pct(s.fpr):>10}"
+                f"{pct(s.accuracy):>10}{pct(s.labelled_uncertain_rate):>11}"
             )
     for name, messages in report.error_messages.items():
         for message, count in messages.items():
             out.append(f"error ({name}, {count}x): {message}")
     out += ["", "gates:"]
     out += [f"  [{g.status.value.upper():^13}] {g.name}: {g.detail}" for g in gates]
-    failing = [g.name for g in gates if g.status.value == "fails"]
-    open_ = [g.name for g in gates if g.status.value == "not evaluated"]
+    failing = [g.name for g in gates if g.status is GateStatus.FAILS]
+    open_ = [g.name for g in gates if g.status is GateStatus.NOT_EVALUATED]
     verdict = "all evaluated gates hold" if not failing else f"FAILING: {'; '.join(failing)}"
     out.append(f"summary: {verdict}" + (f"; not evaluated: {'; '.join(open_)}" if open_ else ""))
     return "\n".join(out)
