@@ -38,7 +38,7 @@ async def _probe_legacy(client: httpx.AsyncClient, state: RuntimeState) -> dict[
     legacy = state.config.rollout.legacy
     if legacy is None:
         return None
-    result = await probe(client, str(legacy.endpoint).rstrip("/"), "legacy")
+    result = await probe(client, legacy.base_url, "legacy")
     breaker = state.legacy_breaker
     return {**result, "circuit": breaker.state.value if breaker else "closed"}
 

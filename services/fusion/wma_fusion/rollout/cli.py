@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wma_fusion.rollout.config import RecordSink
 from wma_fusion.rollout.gates import UNCERTAIN_BAND
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 
 def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
+    key_env = RecordSink.model_fields["hash_key_env"].default
+    band = " ".join(f"{x:g}" for x in UNCERTAIN_BAND)
     rollout = subparsers.add_parser(
         "rollout",
         help="rollout tools (comparison report)",
@@ -50,9 +53,9 @@ def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     report.add_argument(
         "--hash-key-env",
-        default="WMA_RECORD_HASH_KEY",
+        default=key_env,
         help="env var holding the records' hash key, to match labels keyed by raw ids "
-        "(default WMA_RECORD_HASH_KEY)",
+        f"(default {key_env})",
     )
     report.add_argument(
         "--slo-ms", type=float, default=5000.0, help="latency SLO in ms (default 5000)"
@@ -63,7 +66,7 @@ def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
         nargs=2,
         default=list(UNCERTAIN_BAND),
         metavar=("LO", "HI"),
-        help="accepted ensemble uncertain rate, as fractions (default 0.01 0.04)",
+        help=f"accepted ensemble uncertain rate, as fractions (default {band})",
     )
     report.add_argument(
         "--strict", action="store_true", help="exit 1 when a gate fails (default: exit 0)"

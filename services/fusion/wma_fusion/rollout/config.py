@@ -26,6 +26,10 @@ class LegacyPath(_Strict):
     threshold: float = Field(default=0.75, gt=0, lt=1)
     margin: float = Field(default=0.05, ge=0, lt=1)
 
+    @property
+    def base_url(self) -> str:
+        return str(self.endpoint).rstrip("/")
+
 
 class RecordSink(_Strict):
     """Where comparison records go: the log stream and/or a rotating file."""
