@@ -44,10 +44,7 @@ def guarded(handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             source_date_epoch()  # malformed values break numpy's imports; refuse them first
-            code = handler(args)
-            # Flush here, so a closed pipe surfaces now rather than at interpreter exit.
-            sys.stdout.flush()
-            return code
+            return handler(args)
         except BrokenPipeError:
             raise  # an OSError, but not the user's: wma_cli.main ends quietly with 141
         except BundleError as exc:

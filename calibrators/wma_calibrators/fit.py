@@ -70,8 +70,6 @@ def out_of_fold(
 @dataclass(frozen=True)
 class FitResult:
     bundle: CalibratorBundle
-    oof_fused: FloatArray
-    centre: float
     report: str
 
 
@@ -132,4 +130,4 @@ def fit_bundle(
     }
     bundle = CalibratorBundle(thresholds=thresholds, models=models, provenance=prov)
     report = metrics_report(videos.labels, fused, dict(videos.scores), thresholds, videos.methods)
-    return FitResult(bundle=bundle, oof_fused=fused, centre=centre, report=report)
+    return FitResult(bundle=bundle, report=report)

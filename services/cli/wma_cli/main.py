@@ -13,7 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-# (module, attribute) pairs, each adding one or more subcommands.
+# Modules whose ``register(subparsers)`` adds one or more subcommands; a package
+# that is not installed is left out.
 _REGISTRARS: tuple[str, ...] = (
     "wma_calibrators.cli",
     "wma_model_server.cli",
