@@ -47,8 +47,9 @@ def _load_videos(
     from wma_calibrators.scores import model_ids_of, read_table, video_scores
 
     df, sha = read_table(path)
-    aggregators = aggregators_for(model_ids_of(df))
-    videos = video_scores(df, aggregators, progress=progress())
+    ids = model_ids_of(df)
+    aggregators = aggregators_for(ids)
+    videos = video_scores(df, aggregators, progress=progress(), model_ids=ids)
     if videos.dropped:
         say(
             f"note: {videos.dropped} video(s) lacked a score from some model and were left out",
@@ -89,8 +90,6 @@ def fit(args: argparse.Namespace) -> int:
 
 
 def import_legacy(args: argparse.Namespace) -> int:
-    import hashlib
-
     from wma_core import Thresholds
 
     _check_out_file(args.out)
@@ -103,9 +102,8 @@ def import_legacy(args: argparse.Namespace) -> int:
     from wma_calibrators.bundle import write_bundle
     from wma_calibrators.legacy import legacy_bundle, load_legacy_pickle
 
-    models = load_legacy_pickle(args.pickle, trust=args.trust_pickle)
+    models, sha = load_legacy_pickle(args.pickle, trust=args.trust_pickle)
     aggregators = agg.resolve(models, args.aggregator, args.aggregator_config)
-    sha = hashlib.sha256(Path(args.pickle).read_bytes()).hexdigest()
     bundle = legacy_bundle(models, aggregators, thresholds, source_sha256=sha, created=args.created)
     digest = write_bundle(bundle, args.out)
     say(f"wrote {args.out} with {len(models)} model(s) (sha256 {digest})")

@@ -8,6 +8,7 @@ never needs ``pickle`` again.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,19 +22,23 @@ from wma_calibrators.errors import CalibrateError, UntrustedPickleError
 from wma_calibrators.provenance import created_timestamp, tool_version
 
 
-def load_legacy_pickle(path: str | Path, *, trust: bool) -> dict[str, IsotonicRegression]:
-    """Unpickle a ``{model_id: IsotonicRegression}`` file (only when ``trust``)."""
+def load_legacy_pickle(
+    path: str | Path, *, trust: bool
+) -> tuple[dict[str, IsotonicRegression], str]:
+    """Unpickle a ``{model_id: IsotonicRegression}`` file (only when ``trust``);
+    returns the models and the sha256 of the file's bytes, read once."""
     if not trust:
         raise UntrustedPickleError(
             f"refusing to unpickle {path}: loading a pickle runs arbitrary code from the file; "
             "pass --trust-pickle only if you know where this file came from"
         )
     try:
-        with Path(path).open("rb") as fh:
-            # The user vouched for this file (--trust-pickle); see module docstring.
-            obj = pickle.load(fh)
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise CalibrateError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        # The user vouched for this file (--trust-pickle); see module docstring.
+        obj = pickle.loads(data)
     except Exception as exc:
         # Unpickling runs the file's own code, which may raise anything at all.
         raise CalibrateError(
@@ -54,7 +59,7 @@ def load_legacy_pickle(path: str | Path, *, trust: bool) -> dict[str, IsotonicRe
                 f"{path}: entry {model_id!r} has out_of_bounds={model.out_of_bounds!r}; "
                 "only 'clip' calibrators can be exported exactly"
             )
-    return obj
+    return obj, hashlib.sha256(data).hexdigest()
 
 
 def legacy_bundle(

@@ -14,7 +14,8 @@ fitting; :attr:`VideoScores.dropped` says how many were left out.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +74,13 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, str]:
         raise ScoresError(f"cannot read scores file {path}: {exc.strerror}") from None
     try:
         if kind == "parquet":
-            df = pd.read_parquet(p)
+            df = pd.read_parquet(io.BytesIO(data))
         else:
-            df = pd.read_csv(p, dtype={"video_id": str, "model_id": str, "method": str})
+            df = pd.read_csv(
+                io.BytesIO(data),
+                compression="gzip" if p.name.lower().endswith(".gz") else None,
+                dtype={"video_id": str, "model_id": str, "method": str},
+            )
     except (ValueError, OSError, ImportError, ArrowException) as exc:
         # Corrupt or truncated files surface as whichever error the reader hits first.
         raise ScoresError(f"cannot parse scores file {path}: {exc}") from None
@@ -134,10 +139,17 @@ def model_ids_of(df: pd.DataFrame) -> tuple[str, ...]:
 
 
 def video_scores(
-    df: pd.DataFrame, aggregators: Mapping[str, str], progress: bool = False
+    df: pd.DataFrame,
+    aggregators: Mapping[str, str],
+    progress: bool = False,
+    *,
+    model_ids: Sequence[str] | None = None,
 ) -> VideoScores:
-    """Aggregate (long layout) or read (wide layout) one score per video and model."""
-    ids = model_ids_of(df)
+    """Aggregate (long layout) or read (wide layout) one score per video and model.
+
+    ``model_ids`` is :func:`model_ids_of` ``(df)`` when the caller has it already.
+    """
+    ids = model_ids_of(df) if model_ids is None else tuple(model_ids)
     if df.empty:
         raise ScoresError("scores file has no rows")
     layout = "long" if "frame_prob" in df.columns else "wide"

@@ -38,14 +38,16 @@ def grey_levels(
 ) -> list[GreyLevel]:
     """The fused score and verdict for every grey level 0..255."""
     bias = bias or {}
+    pools = {model_id: parse_aggregator(cal.aggregator) for model_id, cal in bundle.models.items()}
+    ranges = bundle.output_ranges()
     levels = []
     for value in range(256):
         calibrated: dict[str, float | None] = {}
         for model_id, cal in bundle.models.items():
             prob = float(np.clip(value / 255.0 + bias.get(model_id, 0.0), 0.0, 1.0))
-            score = parse_aggregator(cal.aggregator)(np.full(frames, prob))
+            score = pools[model_id](np.full(frames, prob))
             calibrated[model_id] = None if score is None else cal.curve(score)
-        fused = fuse(calibrated, bundle.output_ranges())
+        fused = fuse(calibrated, ranges)
         decision = decide(fused, bundle.thresholds)
         assert fused.score is not None  # every member scored
         levels.append(GreyLevel(value, fused.score, decision.verdict))
