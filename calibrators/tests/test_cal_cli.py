@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import os
 import subprocess
@@ -31,6 +32,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "empty.csv").write_text("")
     (d / "header_only.csv").write_text("video_id,label,9rfa62j1\n")
     (d / "corrupt.parquet").write_bytes(b"not a parquet file at all")
+    whole = gzip.compress(("video_id,label,9rfa62j1\n" + rows).encode())
+    (d / "truncated.csv.gz").write_bytes(whole[: len(whole) // 2])
     (d / "scores.txt").write_text("video_id,label,9rfa62j1\n" + rows)
     (d / "raises.pkl").write_bytes(b"N)R.")  # calls None(): TypeError while unpickling
     (d / "a_file").write_text("")
@@ -60,6 +63,7 @@ REFUSALS: list[tuple[tuple[str, ...], str]] = [
     (("fit", "missing", "--out", "OUT.json"), "cannot read scores file"),
     (("fit", "corrupt.parquet", "--out", "OUT.json"), "cannot parse scores file"),
     (("fit", "empty.csv", "--out", "OUT.json"), "cannot parse scores file"),
+    (("fit", "truncated.csv.gz", "--out", "OUT.json"), "cannot parse scores file"),
     (("fit", "header_only.csv", "--out", "OUT.json"), "no rows"),
     (("fit", "one_class.csv", "--out", "OUT.json"), "both labels"),
     (("fit", "scores.txt", "--out", "OUT.json"), "expected a file name ending in .csv"),

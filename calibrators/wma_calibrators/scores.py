@@ -81,8 +81,9 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, str]:
                 compression="gzip" if p.name.lower().endswith(".gz") else None,
                 dtype={"video_id": str, "model_id": str, "method": str},
             )
-    except (ValueError, OSError, ImportError, ArrowException) as exc:
-        # Corrupt or truncated files surface as whichever error the reader hits first.
+    except (ValueError, OSError, EOFError, ImportError, ArrowException) as exc:
+        # Corrupt or truncated files surface as whichever error the reader hits first
+        # (a truncated .csv.gz as an EOFError from gzip).
         raise ScoresError(f"cannot parse scores file {path}: {exc}") from None
     return df, hashlib.sha256(data).hexdigest()
 
