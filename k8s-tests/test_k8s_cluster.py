@@ -3,7 +3,9 @@
 Run by ``k8s-tests/kind-e2e.sh`` after it built and loaded the images
 (``wma-model-server:dev``, ``wma-gateway:dev``). The tests marked ``cluster``
 are skipped, with the reason, when no cluster is reachable. The release goes
-into a fresh namespace that is deleted afterwards.
+into a fresh namespace that is deleted afterwards; when a test of the module
+failed (or the install did), its pods' state and logs and its events are
+written to the terminal first.
 
 The unmarked tests at the end run offline: they make the same SDK calls with
 the same arguments (install as a client-side dry run, the others bound to the
@@ -18,16 +20,22 @@ Environment:
     WMA_E2E_TIMEOUT_S    install / rollout timeout (default 600)
     WMA_E2E_REQUIRE_CLUSTER=1  fail instead of skipping when no cluster is
                          reachable (kind-e2e.sh sets it)
+    WMA_E2E_KEEP_NAMESPACE=1  leave the release and its namespace installed
+                         afterwards (the kind workflow sets it, so its
+                         failure step still finds them)
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -45,6 +53,9 @@ k8s_config = pytest.importorskip("kubernetes.config")
 RELEASE = "wma-e2e"
 TIMEOUT_S = int(os.environ.get("WMA_E2E_TIMEOUT_S", "600"))
 GATEWAY_URL = os.environ.get("WMA_E2E_GATEWAY_URL", "http://127.0.0.1:30080")
+KEEP_NAMESPACE = os.environ.get("WMA_E2E_KEEP_NAMESPACE") == "1"
+LOG_TAIL_LINES = 200
+EVENTS_SHOWN = 100
 # Names the chart gives release RELEASE (checked offline below).
 ROUTE = f"{RELEASE}-wma-ensemble"
 STABLE_SERVICE = f"{RELEASE}-wma-ensemble-gateway"
@@ -125,16 +136,72 @@ def cluster() -> Any:
 
 
 @pytest.fixture(scope="module")
-def release(cluster: Any) -> Iterator[dict[str, Any]]:
+def release(request: pytest.FixtureRequest, cluster: Any) -> Iterator[dict[str, Any]]:
     namespace = f"wma-e2e-{uuid.uuid4().hex[:6]}"
     values = kind_values()
+    failed_before = request.session.testsfailed
     with helm.Config(namespace=namespace) as cfg:
         try:
             cfg.install(str(CHART), RELEASE, values, **install_kwargs(namespace))
             yield {"cfg": cfg, "namespace": namespace, "values": values}
+        except BaseException:
+            _report(request.config, _diagnostics(cluster, namespace))
+            raise
+        else:
+            if request.session.testsfailed > failed_before:
+                _report(request.config, _diagnostics(cluster, namespace))
         finally:
-            cfg.uninstall(RELEASE, **UNINSTALL_KWARGS)
-            _delete_namespace(cluster, namespace)
+            # The diagnostics come first: the namespace takes the pods and events with it.
+            if KEEP_NAMESPACE:
+                _report(request.config, [f"kind-e2e: keeping release {RELEASE} in {namespace}"])
+            else:
+                cfg.uninstall(RELEASE, **UNINSTALL_KWARGS)
+                _delete_namespace(cluster, namespace)
+
+
+def _report(config: pytest.Config, lines: list[str]) -> None:
+    """To the terminal, past pytest's capture (a fixture's teardown output is never shown)."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        sys.stdout.write("\n" + "".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+
+
+def _diagnostics(core: Any, namespace: str) -> list[str]:
+    """The release's pods (phase, container states, log tails) and the namespace's events."""
+    lines = [f"==== diagnostics of namespace {namespace} ===="]
+    try:
+        pods = _pods(core, namespace)
+        events = _events(core, namespace)
+    except Exception as exc:  # the cluster went away: say so, keep the test's own failure
+        return [*lines, f"cannot read the namespace: {exc!r}"]
+    for pod in pods:
+        lines.append(f"---- pod {pod.metadata.name}: {pod.status.phase}")
+        for status in pod.status.container_statuses or []:
+            lines.append(f"  {status.name}: ready={status.ready} restarts={status.restart_count}")
+            lines.append(f"    state: {_state(status.state)}")
+        for container in pod.spec.containers:
+            lines.append(f"  logs of {container.name} (last {LOG_TAIL_LINES} lines):")
+            try:
+                log = _pod_log(core, namespace, pod.metadata.name, container.name)
+            except k8s_client.ApiException as exc:
+                log = f"(no log: {exc.status} {exc.reason})"
+            lines.extend(f"    {line}" for line in log.splitlines())
+    lines.append(f"---- events (last {EVENTS_SHOWN})")
+    for event in events[-EVENTS_SHOWN:]:
+        obj = event.involved_object
+        lines.append(f"  {event.type} {event.reason} {obj.kind}/{obj.name}: {event.message}")
+    return lines
+
+
+def _state(state: Any) -> str:
+    if state is None:
+        return "unknown"
+    if state.waiting is not None:
+        return f"waiting {state.waiting.reason}: {state.waiting.message or ''}".rstrip(": ")
+    if state.terminated is not None:
+        return f"terminated {state.terminated.reason} (exit {state.terminated.exit_code})"
+    return "running"
 
 
 # ---- every kubernetes client call of these tests (also made offline, below) ----
@@ -150,6 +217,28 @@ def _delete_namespace(core: Any, namespace: str) -> None:
     except k8s_client.ApiException as exc:
         if exc.status != 404:  # 404: the install failed before creating it
             raise
+
+
+def _pods(core: Any, namespace: str) -> list[Any]:
+    return list(core.list_namespaced_pod(namespace, _request_timeout=10).items)
+
+
+def _pod_log(core: Any, namespace: str, pod: str, container: str) -> str:
+    log: str = core.read_namespaced_pod_log(
+        pod, namespace, container=container, tail_lines=LOG_TAIL_LINES, _request_timeout=10
+    )
+    return log
+
+
+def _events(core: Any, namespace: str) -> list[Any]:
+    """The namespace's events, oldest first."""
+    found = core.list_namespaced_event(namespace, _request_timeout=10).items
+    return sorted(found, key=_event_time)
+
+
+def _event_time(event: Any) -> datetime:
+    when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    return when if when is not None else datetime.min.replace(tzinfo=UTC)
 
 
 def _release_deployments(apps: Any, namespace: str) -> list[Any]:
@@ -347,6 +436,9 @@ def test_the_kubernetes_client_calls_are_well_formed() -> None:
     calls: list[Callable[[], object]] = [
         lambda: _probe(k8s_client.CoreV1Api(api)),
         lambda: _delete_namespace(k8s_client.CoreV1Api(api), "wma-e2e-offline"),
+        lambda: _pods(k8s_client.CoreV1Api(api), "wma-e2e-offline"),
+        lambda: _pod_log(k8s_client.CoreV1Api(api), "wma-e2e-offline", "pod", "container"),
+        lambda: _events(k8s_client.CoreV1Api(api), "wma-e2e-offline"),
         lambda: _release_deployments(k8s_client.AppsV1Api(api), "wma-e2e-offline"),
         lambda: _httproutes_installed(k8s_client.ApiextensionsV1Api(api)),
         lambda: _route_weights(k8s_client.CustomObjectsApi(api), "wma-e2e-offline"),
@@ -354,3 +446,64 @@ def test_the_kubernetes_client_calls_are_well_formed() -> None:
     for call in calls:
         with pytest.raises(urllib3.exceptions.MaxRetryError):
             call()
+
+
+class _FakeCore:
+    """The three CoreV1Api reads of the failure diagnostics, answering with real models."""
+
+    def __init__(self) -> None:
+        m = k8s_client
+        stuck = m.V1ContainerStatus(
+            name="gateway",
+            image="wma-gateway:dev",
+            image_id="",
+            ready=False,
+            restart_count=0,
+            state=m.V1ContainerState(
+                waiting=m.V1ContainerStateWaiting(reason="ImagePullBackOff", message="no pull")
+            ),
+        )
+        self.pod = m.V1Pod(
+            metadata=m.V1ObjectMeta(name="wma-e2e-gateway-abc"),
+            spec=m.V1PodSpec(containers=[m.V1Container(name="gateway")]),
+            status=m.V1PodStatus(phase="Pending", container_statuses=[stuck]),
+        )
+        self.events = [
+            m.CoreV1Event(
+                metadata=m.V1ObjectMeta(name=f"e{i}"),
+                involved_object=m.V1ObjectReference(kind="Pod", name="wma-e2e-gateway-abc"),
+                type="Warning",
+                reason=reason,
+                message=f"message {i}",
+                last_timestamp=datetime(2024, 1, 1, 0, 0, i, tzinfo=UTC),
+            )
+            for i, reason in [(2, "Failed"), (1, "Pulling")]
+        ]
+
+    def list_namespaced_pod(self, namespace: str, **_: Any) -> Any:
+        return k8s_client.V1PodList(items=[self.pod])
+
+    def read_namespaced_pod_log(self, name: str, namespace: str, **kwargs: Any) -> str:
+        assert kwargs["container"] == "gateway" and kwargs["tail_lines"] == LOG_TAIL_LINES
+        raise k8s_client.ApiException(status=400, reason="container is waiting to start")
+
+    def list_namespaced_event(self, namespace: str, **_: Any) -> Any:
+        return k8s_client.CoreV1EventList(items=self.events)
+
+
+def test_failure_diagnostics_show_pod_states_logs_and_events_in_order() -> None:
+    text = "\n".join(_diagnostics(_FakeCore(), "wma-e2e-x"))
+    assert "pod wma-e2e-gateway-abc: Pending" in text
+    assert "waiting ImagePullBackOff: no pull" in text
+    assert "logs of gateway" in text and "(no log: 400 container is waiting to start)" in text
+    assert text.index("Pulling") < text.index("Failed")  # oldest event first
+    assert "Warning Failed Pod/wma-e2e-gateway-abc: message 2" in text
+
+
+def test_failure_diagnostics_survive_a_cluster_that_went_away() -> None:
+    class Gone:
+        def list_namespaced_pod(self, namespace: str, **_: Any) -> Any:
+            raise ConnectionRefusedError("refused")
+
+    lines = _diagnostics(Gone(), "wma-e2e-x")
+    assert lines[-1] == "cannot read the namespace: ConnectionRefusedError('refused')"

@@ -110,6 +110,13 @@ def test_the_workflow_runs_the_script_on_the_cluster_it_names() -> None:
     (release,) = re.findall(r'^RELEASE = "([^"]+)"$', CLUSTER_TEST.read_text(), re.MULTILINE)
     (on_failure,) = [s for s in steps if s.get("if") == "failure()"]
     assert f"app.kubernetes.io/instance={release}" in on_failure["run"]
+    assert steps.index(on_failure) > steps.index(run)
+    # The failure step reads the cluster and the release's namespace: neither the
+    # script's EXIT trap nor the cluster tests' fixture may have deleted them.
+    assert re.search(r'"\$\{KEEP_CLUSTER:-0\}" != "1"', _script()), "the trap honours KEEP_CLUSTER"
+    assert run["env"]["KEEP_CLUSTER"] == "1"
+    assert 'os.environ.get("WMA_E2E_KEEP_NAMESPACE") == "1"' in CLUSTER_TEST.read_text()
+    assert run["env"]["WMA_E2E_KEEP_NAMESPACE"] == "1"
     chart_runs = [s.get("run", "") for s in workflow["jobs"]["chart"]["steps"]]
     assert any('pytest k8s-tests -m "not cluster"' in r for r in chart_runs), chart_runs
 
