@@ -329,6 +329,23 @@ def test_security_context_invariants_hold_for_every_pod(render: RenderFn) -> Non
     assert account["automountServiceAccountToken"] is False
 
 
+def test_every_pod_pulls_with_the_pull_secrets_as_the_release_account(render: RenderFn) -> None:
+    """The helm test pod runs the gateway image: a private registry needs the same secrets."""
+    secrets = [{"name": "regcred"}]
+    manifests = render(overrides={**EVERYTHING_ON, "imagePullSecrets": secrets})
+    pods = [d["spec"]["template"] for d in manifests.of_kind("Deployment")]
+    pods += [{"spec": p["spec"]} for p in manifests.of_kind("Pod")]
+    assert len(pods) == 4 + 2 + 1
+    (account,) = manifests.of_kind("ServiceAccount")
+    for pod in pods:
+        spec = pod["spec"]
+        assert spec["imagePullSecrets"] == secrets
+        assert spec["serviceAccountName"] == account["metadata"]["name"]
+        assert spec["enableServiceLinks"] is False
+    (plain,) = render().of_kind("Pod")
+    assert "imagePullSecrets" not in plain["spec"]
+
+
 def test_probes_use_the_health_endpoints(render: RenderFn) -> None:
     manifests = render()
     for pod in _pods(manifests, "model-server"):

@@ -39,6 +39,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The start of every pod spec (gateway, model servers, helm test pod): the service
+account without its token, no service links, the pull secrets and the pod
+security context. Call with the root context; indent with nindent.
+*/}}
+{{- define "wma.podSpecCommon" -}}
+serviceAccountName: {{ include "wma.serviceAccountName" . }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
 {{/* A model entry merged over modelDefaults. Call with (dict "root" $ "entry" $entry); returns YAML. */}}
 {{- define "wma.model" -}}
 {{- $m := mergeOverwrite (deepCopy .root.Values.modelDefaults) (deepCopy .entry) -}}
