@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 from chart_render import (
     CHART,
@@ -21,8 +22,6 @@ from chart_render import (
     load_values,
     parse_manifests,
 )
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the Helm v4 SDK) is needed")
 
 
 @pytest.fixture(scope="session")

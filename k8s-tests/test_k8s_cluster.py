@@ -38,17 +38,16 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import helm_python as helm
 import httpx
 import pytest
 import urllib3
 import yaml
 from chart_render import CHART, KIND_VALUES
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
 from live_processes import poll_ok
 from PIL import Image
-
-helm = pytest.importorskip("helm_python")
-k8s_client = pytest.importorskip("kubernetes.client")
-k8s_config = pytest.importorskip("kubernetes.config")
 
 RELEASE = "wma-e2e"
 TIMEOUT_S = int(os.environ.get("WMA_E2E_TIMEOUT_S", "600"))

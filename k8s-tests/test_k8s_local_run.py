@@ -166,8 +166,6 @@ def _wait_ok(pod: LocalPod, url: str, timeout_s: float = 60.0) -> None:
 def local_release(
     render: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    if not (REPO / "services" / "fusion" / "wma_fusion" / "cli.py").exists():
-        pytest.skip("the gateway CLI (wma_fusion/cli.py) does not exist yet")
     tmp_path = tmp_path_factory.mktemp("chart-local-run")
     manifests = render(KIND_VALUES)
     # REWRITE (see the module docstring): Service DNS URL -> 127.0.0.1:<free port>.

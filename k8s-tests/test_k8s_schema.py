@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import helm_python as helm
 import pytest
 from chart_render import CHART
-
-helm = pytest.importorskip("helm_python")
 
 FOUR = [{"id": m} for m in ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m")]
 
@@ -157,8 +156,8 @@ def test_default_values_satisfy_the_schema(chart: Any) -> None:
 
 def test_schema_of_gateway_config_has_exactly_the_gateways_config_keys(chart: Any) -> None:
     """The chart's schema mirrors wma_fusion.config: a key added there must be added here."""
-    config = pytest.importorskip("wma_fusion.config")
     from pydantic import BaseModel
+    from wma_fusion import config
 
     def keys(model: type[BaseModel]) -> dict[str, Any]:
         out: dict[str, Any] = {}
