@@ -55,8 +55,9 @@ mock-bundle: install
 		--created 2024-01-01T00:00:00Z
 	cp calibrators/mock.json charts/wma-ensemble/files/mock.json
 
+# The commands of docs/benchmarks.md, as written there.
 bench: install
-	$(BIN)/python benchmarks/model_server_bench.py
+	$(BIN)/python benchmarks/model_server_bench.py --duration 5 --cpu-threads 0 1
 	$(BIN)/python benchmarks/gateway_bench.py --requests 32
 
 clean:

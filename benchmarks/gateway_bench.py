@@ -86,11 +86,15 @@ async def bench(gateway: str, model_url: str, frames: list[bytes], requests: int
             failures.update(gateway=0, degraded=0, direct=0)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=64, help="requests per level")
     parser.add_argument("--frame-size", type=int, default=112, help="square frame side, px")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     frames = [grey_frame(60 + i, size=args.frame_size) for i in range(27)]
     print(
         f"machine: {platform.machine()} {platform.processor() or ''}, "

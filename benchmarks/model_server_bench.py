@@ -14,7 +14,8 @@ time: startup timeout 600 s, each point ``--duration`` seconds.
     .venv/bin/python benchmarks/model_server_bench.py --duration 5 --cpu-threads 0 1
     # on a GPU host: the production size, 27-frame requests, bf16
     .venv/bin/python benchmarks/model_server_bench.py --backends effort --effort-size full \
-        --device cuda --dtype bfloat16 --frames 27 --concurrency 1 4 16 --duration 20
+        --device cuda --dtype bfloat16 --frames 27 --concurrency 1 4 16 --duration 20 \
+        --max-queue-frames 512
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def effort_servers(opts: argparse.Namespace, tmp: Path) -> list[tuple[list[str],
     return servers
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
     parser.add_argument("--frames", type=int, default=10, help="frames per request")
@@ -156,7 +157,11 @@ def main() -> int:
     )
     parser.add_argument("--max-batch", type=int, default=None, help="server --max-batch")
     parser.add_argument("--max-queue-frames", type=int, default=None, help="server queue bound")
-    opts = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    opts = build_parser().parse_args()
     frames = jpeg_frames(opts.frames, opts.size)
     print(
         f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
