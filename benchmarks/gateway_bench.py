@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 import numpy as np
@@ -24,8 +25,10 @@ from wma_fusion.samples import grey_frame
 from wma_fusion.stack import LocalStack, free_port
 from wma_model_server.protocol import encode_infer_request
 
+READY_TIMEOUT_S = 30.0
 
-async def _load(send: object, concurrency: int, total: int) -> list[float]:
+
+async def _load(send: Callable[[], Awaitable[None]], concurrency: int, total: int) -> list[float]:
     """Latencies (ms) of ``total`` calls of ``send`` with ``concurrency`` in flight."""
     latencies: list[float] = []
     queue = iter(range(total))
@@ -33,11 +36,29 @@ async def _load(send: object, concurrency: int, total: int) -> list[float]:
     async def worker() -> None:
         for _ in queue:
             start = time.perf_counter()
-            await send()  # type: ignore[operator]
+            await send()
             latencies.append((time.perf_counter() - start) * 1000.0)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until ``GET url`` answers 200; SystemExit when ``proc`` exits or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"gateway exited with {proc.returncode} before it was ready")
+        try:
+            response = httpx.get(url, timeout=1.0)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        if time.monotonic() >= deadline:
+            raise SystemExit(f"gateway not ready at {url} after {timeout_s:g} s: {last}")
+        time.sleep(0.1)
 
 
 def _pct(values: list[float]) -> str:
@@ -120,12 +141,7 @@ def main() -> int:
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_ready(gateway, f"{url}/readyz")
             asyncio.run(bench(url, stack.models["9rfa62j1"].url, frames, args.requests))
         finally:
             gateway.terminate()
