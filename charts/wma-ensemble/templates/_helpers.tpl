@@ -31,6 +31,42 @@ app.kubernetes.io/name: {{ include "wma.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/*
+The labels that tell one component's pods apart: call with
+(dict "root" $ "component" NAME), plus "track" (gateway) or "modelId" (model
+server) where the objects are per track or per model.
+*/}}
+{{- define "wma.componentKeys" -}}
+app.kubernetes.io/component: {{ .component }}
+{{- with .track }}
+wma.io/track: {{ . }}
+{{- end }}
+{{- with .modelId }}
+wma.io/model-id: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component (Deployment/PDB selector, pod template, Service selector); arguments of wma.componentKeys. */}}
+{{- define "wma.componentSelectorLabels" -}}
+{{ include "wma.selectorLabels" .root }}
+{{ include "wma.componentKeys" . }}
+{{- end -}}
+
+{{/* Metadata labels of one component's objects; arguments of wma.componentKeys. */}}
+{{- define "wma.componentLabels" -}}
+{{ include "wma.labels" .root }}
+{{ include "wma.componentKeys" . }}
+{{- end -}}
+
+{{/* Container env entries from a name -> value map (values as strings), in name order. */}}
+{{- define "wma.envFromMap" -}}
+{{- $entries := list -}}
+{{- range $name, $value := . -}}
+{{- $entries = append $entries (printf "- name: %s\n  value: %s" $name ($value | toString | quote)) -}}
+{{- end -}}
+{{- join "\n" $entries -}}
+{{- end -}}
+
 {{- define "wma.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "wma.fullname" .) .Values.serviceAccount.name -}}
