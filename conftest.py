@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
-from live_processes import wait_for
+from live_processes import http_ok, wait_for
 
 if TYPE_CHECKING:
     from otlp_receiver import OtlpReceiver
@@ -42,7 +41,7 @@ def mock_member() -> Iterator[str]:
     server = GatewayThread(create_app(settings)).start()
     try:
         ready = f"{server.url}/v2/health/ready"
-        wait_for(lambda: httpx.get(ready).status_code == 200, "model server not ready", 30)
+        wait_for(lambda: http_ok(ready), "model server not ready", 30)
         yield server.url
     finally:
         server.stop()

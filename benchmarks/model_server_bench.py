@@ -25,7 +25,6 @@ import asyncio
 import io
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,7 @@ import httpx
 import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from wma_fusion.threaded import free_port
 
 
 def jpeg_frames(count: int, size: int) -> list[bytes]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import io
 import os
 import sys
 import time
@@ -43,11 +42,11 @@ import httpx
 import pytest
 import urllib3
 import yaml
-from chart_render import CHART, KIND_VALUES
+from chart_render import CHART, KIND_VALUES, load_values, parse_manifests
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from live_processes import poll_ok
-from PIL import Image
+from wma_fusion.samples import grey_frame
 
 RELEASE = "wma-e2e"
 TIMEOUT_S = int(os.environ.get("WMA_E2E_TIMEOUT_S", "600"))
@@ -56,9 +55,9 @@ KEEP_NAMESPACE = os.environ.get("WMA_E2E_KEEP_NAMESPACE") == "1"
 LOG_TAIL_LINES = 200
 EVENTS_SHOWN = 100
 # Names the chart gives release RELEASE (checked offline below).
-ROUTE = f"{RELEASE}-wma-ensemble"
-STABLE_SERVICE = f"{RELEASE}-wma-ensemble-gateway"
-CANARY_SERVICE = f"{RELEASE}-wma-ensemble-gateway-canary"
+ROUTE = f"{RELEASE}-wma-ensemble"  # the chart's <fullname>
+STABLE_SERVICE = f"{ROUTE}-gateway"
+CANARY_SERVICE = f"{ROUTE}-gateway-canary"
 CANARY_WEIGHTS = (10, 40)
 # A kubeconfig whose API server cannot answer: the offline tests never touch a real cluster.
 UNREACHABLE_KUBECONFIG = """apiVersion: v1
@@ -70,21 +69,10 @@ users: [{name: none, user: {token: none}}]
 """
 
 
-def _png(grey: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 64), (grey, grey, grey)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _no_cluster(reason: str) -> None:
     if os.environ.get("WMA_E2E_REQUIRE_CLUSTER") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def kind_values() -> dict[str, Any]:
-    values: dict[str, Any] = yaml.safe_load(KIND_VALUES.read_text())
-    return values
 
 
 def install_kwargs(namespace: str) -> dict[str, Any]:
@@ -137,7 +125,7 @@ def cluster() -> Any:
 @pytest.fixture(scope="module")
 def release(request: pytest.FixtureRequest, cluster: Any) -> Iterator[dict[str, Any]]:
     namespace = f"wma-e2e-{uuid.uuid4().hex[:6]}"
-    values = kind_values()
+    values = load_values(KIND_VALUES)
     failed_before = request.session.testsfailed
     with helm.Config(namespace=namespace) as cfg:
         try:
@@ -316,7 +304,9 @@ def test_helm_test_pod_gets_a_verdict_from_the_gateway(release: dict[str, Any]) 
 def test_a_27_frame_batch_gets_a_verdict_with_every_model_ok(release: dict[str, Any]) -> None:
     _wait_rolled_out(release["namespace"])
     _wait_gateway_reachable()
-    files = [("files", (f"f{i}.png", _png(60 + 6 * i), "image/png")) for i in range(27)]
+    files = [
+        ("files", (f"f{i}.png", grey_frame(60 + 6 * i, size=64), "image/png")) for i in range(27)
+    ]
     response = httpx.post(
         f"{GATEWAY_URL}/v1/analyze", data={"participant_id": "e2e"}, files=files, timeout=30.0
     )
@@ -349,22 +339,16 @@ def test_canary_weight_change_reaches_the_httproute(release: dict[str, Any]) -> 
 # ---- offline: the same calls and values, no cluster -------------------------------------
 
 
-def _objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
-    return [
-        doc
-        for name, text in sorted(rendered.items())
-        if not name.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
-
-
 def test_install_call_as_written_renders_the_release_the_cluster_tests_expect() -> None:
     """The fixture's exact install call, as a client-side dry run (no API server contacted)."""
     namespace = "wma-e2e-offline"
     with helm.Config(namespace=namespace, kubeconfig_content=UNREACHABLE_KUBECONFIG) as cfg:
         result = cfg.install(
-            str(CHART), RELEASE, kind_values(), **install_kwargs(namespace), dry_run="client"
+            str(CHART),
+            RELEASE,
+            load_values(KIND_VALUES),
+            **install_kwargs(namespace),
+            dry_run="client",
         )
     assert result["name"] == RELEASE and result["namespace"] == namespace
     objects = [doc for doc in yaml.safe_load_all(result["manifest"]) if doc]
@@ -398,12 +382,12 @@ def test_the_other_sdk_calls_match_the_installed_sdk() -> None:
 def test_canary_values_render_the_route_weights_the_cluster_test_expects(chart: Any) -> None:
     for weight in CANARY_WEIGHTS:
         rendered = chart.render(
-            values=canary_values(kind_values(), weight),
+            values=canary_values(load_values(KIND_VALUES), weight),
             name=RELEASE,
             namespace="wma-e2e-offline",
             is_upgrade=True,
         )
-        objects = _objects(rendered)
+        objects = parse_manifests(rendered).objects
         (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
         assert route["metadata"]["name"] == ROUTE
         weights = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
@@ -414,11 +398,11 @@ def test_canary_values_render_the_route_weights_the_cluster_test_expects(chart: 
 
 def test_helm_test_hook_prints_the_line_the_cluster_test_looks_for(chart: Any) -> None:
     rendered = chart.render(
-        values=kind_values(), name=RELEASE, namespace="wma-e2e-offline", is_install=True
+        values=load_values(KIND_VALUES), name=RELEASE, namespace="wma-e2e-offline", is_install=True
     )
     (pod,) = [
         o
-        for o in _objects(rendered)
+        for o in parse_manifests(rendered).objects
         if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
     ]
     (container,) = pod["spec"]["containers"]

@@ -26,15 +26,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from chart_render import CHART, REPO
 from docker.utils.build import exclude_paths
 from packaging.requirements import Requirement
 from packaging.version import Version
 from wma_cli.main import build_parser
 
-REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|build-essential|clang|make|cmake|cargo|rustc|libc6-dev)\b")
-CHART_VALUES = REPO / "charts" / "wma-ensemble" / "values.yaml"
+CHART_VALUES = CHART / "values.yaml"
 
 # (Dockerfile, build args) — every variant the docs tell users to build.
 VARIANTS = [

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from chart_render import KIND_VALUES, REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "k8s-tests" / "kind-e2e.sh"
 KIND_CONFIG = REPO / "k8s-tests" / "kind-config.yaml"
-KIND_VALUES = REPO / "ci" / "kind-values.yaml"
 CLUSTER_TEST = REPO / "k8s-tests" / "test_k8s_cluster.py"
 WORKFLOW = REPO / ".github" / "workflows" / "kind-e2e.yml"
 

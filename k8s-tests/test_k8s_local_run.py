@@ -19,7 +19,6 @@ commands are run against these processes too.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -34,9 +33,9 @@ import httpx
 import pytest
 from chart_render import KIND_VALUES, NAMESPACE, REPO
 from live_processes import free_port, poll_ok
-from PIL import Image
 from wma_calibrators.bundle import parse_bundle
 from wma_core import noisy_or, verdict_for_score
+from wma_fusion.samples import grey_frame
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +43,6 @@ DOCKERFILE_OF = {"model-server": "model-server.Dockerfile", "gateway": "gateway.
 WMA = Path(sys.executable).with_name("wma")
 FRAMES = 6
 GREY = 140
-
-
-def _png(grey: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (48, 48), (grey, grey, grey)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class LocalPod:
@@ -225,7 +218,9 @@ def test_rendered_release_answers_an_analyze_request_end_to_end(
     local_release: dict[str, Any],
 ) -> None:
     manifests = local_release["manifests"]
-    files = [("files", (f"f{i}.png", _png(GREY), "image/png")) for i in range(FRAMES)]
+    files = [
+        ("files", (f"f{i}.png", grey_frame(GREY, size=48), "image/png")) for i in range(FRAMES)
+    ]
     response = httpx.post(
         local_release["gateway_url"] + "/v1/analyze",
         data={"participant_id": "chart-local-run"},
@@ -278,7 +273,7 @@ def test_rendered_model_servers_answer_the_legacy_api(local_release: dict[str, A
                 "debug": "false",
                 "yolo_conf_threshold": 0.8,
             },
-            files=[("files", ("a.png", _png(GREY), "image/png"))],
+            files=[("files", ("a.png", grey_frame(GREY, size=48), "image/png"))],
             timeout=10.0,
         )
         assert response.status_code == 200, response.text

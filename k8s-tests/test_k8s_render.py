@@ -16,10 +16,10 @@ import pytest
 import yaml
 from chart_render import (
     CHART,
+    FULLNAME,
     GPU_VALUES,
     KIND_VALUES,
     NAMESPACE,
-    RELEASE,
     REPO,
     Manifests,
     RenderFn,
@@ -51,9 +51,7 @@ def _pods(manifests: Manifests, component: str) -> list[dict[str, Any]]:
 
 
 def _model_deployment(manifests: Manifests, model_id: str) -> dict[str, Any]:
-    deployment: dict[str, Any] = manifests.get(
-        "Deployment", f"{RELEASE}-wma-ensemble-model-{model_id}"
-    )
+    deployment: dict[str, Any] = manifests.get("Deployment", f"{FULLNAME}-model-{model_id}")
     return deployment
 
 
@@ -90,7 +88,7 @@ def test_one_deployment_service_and_pdb_per_model(render: RenderFn, name: str) -
     ids = {d["metadata"]["labels"]["wma.io/model-id"] for d in deployments}
     assert ids == set(MODEL_IDS)
     services = {s["metadata"]["name"] for s in manifests.component("Service", "model-server")}
-    assert services == {f"{RELEASE}-wma-ensemble-model-{m}" for m in MODEL_IDS}
+    assert services == {f"{FULLNAME}-model-{m}" for m in MODEL_IDS}
     for model_id in MODEL_IDS:
         args = _model_deployment(manifests, model_id)["spec"]["template"]["spec"]["containers"][0][
             "args"
@@ -197,9 +195,7 @@ def test_gateway_config_lists_every_model_by_service_dns(render: RenderFn) -> No
     assert [m["id"] for m in config["models"]] == list(MODEL_IDS)
     for entry in config["models"]:
         assert entry["aggregator"] == MODEL_IDS[entry["id"]]
-        assert entry["endpoint"] == (
-            f"http://{RELEASE}-wma-ensemble-model-{entry['id']}.{NAMESPACE}.svc:8000"
-        )
+        assert entry["endpoint"] == (f"http://{FULLNAME}-model-{entry['id']}.{NAMESPACE}.svc:8000")
         assert entry["protocol"] == "oip" and entry["timeout_s"] == 4
     assert config["calibrators"]["path"] == "calibrators/bundle.json"
 
@@ -275,8 +271,8 @@ def test_httproute_weights_equal_the_values(render: RenderFn) -> None:
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
     backends = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
     assert backends == {
-        f"{RELEASE}-wma-ensemble-gateway": 70,
-        f"{RELEASE}-wma-ensemble-gateway-canary": 30,
+        f"{FULLNAME}-gateway": 70,
+        f"{FULLNAME}-gateway-canary": 30,
     }
     services = {s["metadata"]["name"] for s in manifests.component("Service", "gateway")}
     assert set(backends) <= services
@@ -295,8 +291,8 @@ def test_canary_track_has_its_own_image_and_config_overrides(render: RenderFn) -
             }
         }
     )
-    canary = manifests.get("Deployment", f"{RELEASE}-wma-ensemble-gateway-canary")
-    stable = manifests.get("Deployment", f"{RELEASE}-wma-ensemble-gateway")
+    canary = manifests.get("Deployment", f"{FULLNAME}-gateway-canary")
+    stable = manifests.get("Deployment", f"{FULLNAME}-gateway")
     assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.2.0")
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
     assert manifests.gateway_config("canary")["fanout"]["deadline_s"] == 3.0
@@ -398,7 +394,7 @@ def test_service_monitor_scrapes_gateway_and_model_services(render: RenderFn) ->
 
 
 def _checksum(manifests: Manifests) -> str:
-    deployment = manifests.get("Deployment", f"{RELEASE}-wma-ensemble-gateway")
+    deployment = manifests.get("Deployment", f"{FULLNAME}-gateway")
     value: str = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/cold-config"]
     return value
 
@@ -434,8 +430,8 @@ def test_hot_reloadable_changes_do_not_roll_the_gateway_but_cold_ones_do(render:
 def test_hpa_scales_the_stable_gateway(render: RenderFn) -> None:
     manifests = render()
     (hpa,) = manifests.of_kind("HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{RELEASE}-wma-ensemble-gateway"
-    deployment = manifests.get("Deployment", f"{RELEASE}-wma-ensemble-gateway")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{FULLNAME}-gateway"
+    deployment = manifests.get("Deployment", f"{FULLNAME}-gateway")
     assert "replicas" not in deployment["spec"]
     assert render(KIND_VALUES).of_kind("HorizontalPodAutoscaler") == []
 
@@ -446,7 +442,7 @@ def test_helm_test_pod_posts_frames_to_the_stable_gateway(render: RenderFn) -> N
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     container = pod["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["GATEWAY_URL"] == f"http://{RELEASE}-wma-ensemble-gateway.{NAMESPACE}.svc:80"
+    assert env["GATEWAY_URL"] == f"http://{FULLNAME}-gateway.{NAMESPACE}.svc:80"
     assert env["MODELS"] == "4"
     script = container["args"][0]
     compile(script, "helm-test", "exec")
@@ -455,5 +451,5 @@ def test_helm_test_pod_posts_frames_to_the_stable_gateway(render: RenderFn) -> N
 
 def test_notes_name_the_gateway_and_the_hot_changes(render: RenderFn) -> None:
     notes = next(text for name, text in render().templates.items() if name.endswith("NOTES.txt"))
-    assert f"{RELEASE}-wma-ensemble-gateway.{NAMESPACE}.svc:80" in notes
+    assert f"{FULLNAME}-gateway.{NAMESPACE}.svc:80" in notes
     assert "helm test" in notes and "Hot changes" in notes

@@ -20,6 +20,8 @@ KIND_VALUES = REPO / "ci" / "kind-values.yaml"
 GPU_VALUES = REPO / "ci" / "gpu-values.example.yaml"
 RELEASE = "wma"
 NAMESPACE = "wma-test"
+# The chart's <fullname> for RELEASE (no name overrides): the prefix of every object name.
+FULLNAME = f"{RELEASE}-wma-ensemble"
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -64,12 +66,12 @@ class Manifests:
 
     def gateway_config(self, track: str = "stable") -> dict[str, Any]:
         suffix = "gateway" if track == "stable" else f"gateway-{track}"
-        cm = self.get("ConfigMap", f"{RELEASE}-wma-ensemble-{suffix}")
+        cm = self.get("ConfigMap", f"{FULLNAME}-{suffix}")
         config: dict[str, Any] = yaml.safe_load(cm["data"]["gateway.yaml"])
         return config
 
     def bundle_bytes(self) -> bytes:
-        cm = self.get("ConfigMap", f"{RELEASE}-wma-ensemble-calibrators")
+        cm = self.get("ConfigMap", f"{FULLNAME}-calibrators")
         data: str = cm["data"]["bundle.json"]
         return data.encode()
 
