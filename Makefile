@@ -2,12 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# CI and tests pin the CPU build of torch that this project's machines carry;
-# the `torch` extra itself stays a range for GPU deployments.
-TORCH_PIN := torch==2.13.0
+# Every package comes from requirements/dev.lock (versions and sha256 hashes;
+# torch is the CPU build). `make lock` re-resolves the locks from pyproject.toml.
+LOCK := requirements/dev.lock
+PIP_PIN := pip==26.3
 STAMP := $(VENV)/.installed
 
-.PHONY: help install check format test test-fast demo up mock-bundle bench clean
+.PHONY: help install lock check format test test-fast demo up mock-bundle bench clean
 
 help:
 	@echo "make demo        - set up and run the local mock stack on the bundled sample frames"
@@ -18,20 +19,26 @@ help:
 	@echo "make up          - run the local stack (wma up) in the foreground"
 	@echo "make bench       - the benchmark commands of docs/benchmarks.md"
 	@echo "make mock-bundle - rebuild calibrators/mock.json and the chart's copy"
-	@echo "make install     - create .venv and install the project with the dev and torch extras"
+	@echo "make install     - create .venv and install exactly the locked versions (requirements/dev.lock)"
+	@echo "make lock        - re-resolve requirements/*.lock from pyproject.toml (scripts/lock.sh)"
 	@echo "make clean       - remove .venv and the tool caches"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(PIP_PIN)
 
-# The Makefile too: a new TORCH_PIN reinstalls.
-$(STAMP): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e '.[dev,torch]'
+# The locked packages first (hashes checked), then the project itself, editable,
+# with no dependency resolution and the locked setuptools.
+$(STAMP): pyproject.toml $(LOCK) Makefile | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock:
+	bash scripts/lock.sh
 
 check: install
 	$(BIN)/ruff check .
