@@ -20,6 +20,7 @@ from chart_render import (
     GPU_VALUES,
     KIND_VALUES,
     NAMESPACE,
+    PRODUCTION_VALUES,
     REPO,
     Manifests,
     RenderFn,
@@ -34,10 +35,11 @@ MODEL_IDS = {
 # Custom resources: their schemas are not in kubernetes-validate.
 CRD_KINDS = {"HTTPRoute", "ServiceMonitor"}
 KUBE_VERSIONS = ("1.27.0", "1.31.0")
+# The default and GPU values run the effort backend: they install with a production bundle.
 VALUE_SETS = {
-    "default": (),
+    "default": (PRODUCTION_VALUES,),
     "kind": (KIND_VALUES,),
-    "gpu": (GPU_VALUES,),
+    "gpu": (GPU_VALUES, PRODUCTION_VALUES),
 }
 EVERYTHING_ON = {
     "canary": {"enabled": True, "weight": 25},
@@ -100,7 +102,9 @@ def test_one_deployment_service_and_pdb_per_model(render: RenderFn, name: str) -
 
 def test_gpu_values_pin_model_servers_to_gpus(render: RenderFn) -> None:
     manifests = render(
-        GPU_VALUES, overrides={"modelDefaults": {"gpu": {"resourceName": "nvidia.com/mig-3g.40gb"}}}
+        GPU_VALUES,
+        PRODUCTION_VALUES,
+        overrides={"modelDefaults": {"gpu": {"resourceName": "nvidia.com/mig-3g.40gb"}}},
     )
     for pod in _pods(manifests, "model-server"):
         spec = pod["spec"]
@@ -140,7 +144,7 @@ def test_one_entry_overrides_the_shared_defaults_and_only_itself(render: RenderF
         | ({"gpu": {"enabled": False}, "backend": "mock"} if m == "4vtny88m" else {})
         for m, a in MODEL_IDS.items()
     ]
-    manifests = render(overrides={"models": models})
+    manifests = render(PRODUCTION_VALUES, overrides={"models": models})
     assert _model_deployment(manifests, "dfsesrgu")["spec"]["replicas"] == 3
     assert _model_deployment(manifests, "9rfa62j1")["spec"]["replicas"] == 1
     cpu_pod = _model_deployment(manifests, "4vtny88m")["spec"]["template"]["spec"]
@@ -161,7 +165,7 @@ def test_checkpoint_delivery_by_pvc_image_and_object_store(render: RenderFn) -> 
             },
         },
     ]
-    manifests = render(overrides={"models": models})
+    manifests = render(PRODUCTION_VALUES, overrides={"models": models})
 
     pvc = _model_deployment(manifests, "9rfa62j1")["spec"]["template"]["spec"]
     assert {
@@ -191,7 +195,7 @@ def test_checkpoint_delivery_by_pvc_image_and_object_store(render: RenderFn) -> 
 
 
 def test_gateway_config_lists_every_model_by_service_dns(render: RenderFn) -> None:
-    config = render().gateway_config()
+    config = render(PRODUCTION_VALUES).gateway_config()
     assert [m["id"] for m in config["models"]] == list(MODEL_IDS)
     for entry in config["models"]:
         assert entry["aggregator"] == MODEL_IDS[entry["id"]]
@@ -202,16 +206,25 @@ def test_gateway_config_lists_every_model_by_service_dns(render: RenderFn) -> No
 
 def test_configmap_thresholds_equal_the_values(render: RenderFn) -> None:
     thresholds = {"t_low": 0.9967, "t_high": 0.998248}
-    config = render(overrides={"gateway": {"config": {"thresholds": thresholds}}}).gateway_config()
+    config = render(
+        PRODUCTION_VALUES, overrides={"gateway": {"config": {"thresholds": thresholds}}}
+    ).gateway_config()
     assert config["thresholds"] == thresholds
     # Left unset, the gateway takes the bundle's.
-    assert "thresholds" not in render().gateway_config()
+    assert "thresholds" not in render(PRODUCTION_VALUES).gateway_config()
 
 
 def test_calibrator_sha256_in_the_config_matches_the_bundle_bytes(render: RenderFn) -> None:
-    manifests = render()
-    bundle = manifests.bundle_bytes()
-    assert manifests.gateway_config()["calibrators"]["sha256"] == hashlib.sha256(bundle).hexdigest()
+    production = render(PRODUCTION_VALUES)
+    bundle = production.bundle_bytes()
+    assert (
+        production.gateway_config()["calibrators"]["sha256"] == hashlib.sha256(bundle).hexdigest()
+    )
+    assert bundle != (CHART / "files" / "mock.json").read_bytes()
+    # With mock model servers only (kind), the chart ships its mock bundle.
+    mock = render(KIND_VALUES)
+    bundle = mock.bundle_bytes()
+    assert mock.gateway_config()["calibrators"]["sha256"] == hashlib.sha256(bundle).hexdigest()
     assert bundle == (CHART / "files" / "mock.json").read_bytes()
 
 
@@ -222,7 +235,7 @@ def test_shipped_bundle_is_calibrators_mock_json_byte_for_byte() -> None:
 
 def test_set_file_bundle_replaces_the_mock_and_pins_its_sha256(render: RenderFn) -> None:
     custom = (REPO / "calibrators" / "mock.json").read_bytes().replace(b"2024", b"2025", 1)
-    manifests = render(overrides={"calibrators": {"bundle": custom.decode()}})
+    manifests = render(PRODUCTION_VALUES, overrides={"calibrators": {"bundle": custom.decode()}})
     assert manifests.bundle_bytes() == custom
     assert manifests.gateway_config()["calibrators"]["sha256"] == hashlib.sha256(custom).hexdigest()
 
@@ -247,8 +260,8 @@ def test_rendered_config_is_accepted_by_the_gateway_and_its_bundle_loads(
 
 
 def test_network_policy_admits_only_the_gateway_to_the_model_servers(render: RenderFn) -> None:
-    manifests = render()
-    (policy,) = manifests.of_kind("NetworkPolicy")
+    manifests = render(PRODUCTION_VALUES)
+    policy = manifests.get("NetworkPolicy", f"{FULLNAME}-model-servers")
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert selector["app.kubernetes.io/component"] == "model-server"
     for pod in _pods(manifests, "model-server"):
@@ -266,7 +279,9 @@ def test_network_policy_admits_only_the_gateway_to_the_model_servers(render: Ren
 
 
 def test_httproute_weights_equal_the_values(render: RenderFn) -> None:
-    manifests = render(overrides=EVERYTHING_ON | {"canary": {"enabled": True, "weight": 30}})
+    manifests = render(
+        PRODUCTION_VALUES, overrides=EVERYTHING_ON | {"canary": {"enabled": True, "weight": 30}}
+    )
     (route,) = manifests.of_kind("HTTPRoute")
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
     backends = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
@@ -277,19 +292,22 @@ def test_httproute_weights_equal_the_values(render: RenderFn) -> None:
     services = {s["metadata"]["name"] for s in manifests.component("Service", "gateway")}
     assert set(backends) <= services
     # Without a canary the stable track gets everything.
-    (route,) = render(overrides={"httpRoute": EVERYTHING_ON["httpRoute"]}).of_kind("HTTPRoute")
+    (route,) = render(
+        PRODUCTION_VALUES, overrides={"httpRoute": EVERYTHING_ON["httpRoute"]}
+    ).of_kind("HTTPRoute")
     assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [100]
 
 
 def test_canary_track_has_its_own_image_and_config_overrides(render: RenderFn) -> None:
     manifests = render(
+        PRODUCTION_VALUES,
         overrides={
             "canary": {
                 "enabled": True,
                 "image": {"tag": "0.2.0"},
                 "config": {"fanout": {"deadline_s": 3.0}, "rollout": {"mode": "ensemble"}},
             }
-        }
+        },
     )
     canary = manifests.get("Deployment", f"{FULLNAME}-gateway-canary")
     stable = manifests.get("Deployment", f"{FULLNAME}-gateway")
@@ -301,7 +319,7 @@ def test_canary_track_has_its_own_image_and_config_overrides(render: RenderFn) -
 
 
 def test_security_context_invariants_hold_for_every_pod(render: RenderFn) -> None:
-    manifests = render(GPU_VALUES, overrides=EVERYTHING_ON)
+    manifests = render(GPU_VALUES, PRODUCTION_VALUES, overrides=EVERYTHING_ON)
     pods = [d["spec"]["template"] for d in manifests.of_kind("Deployment")]
     pods += [{"spec": p["spec"]} for p in manifests.of_kind("Pod")]
     assert len(pods) == 4 + 2 + 1
@@ -324,7 +342,7 @@ def test_security_context_invariants_hold_for_every_pod(render: RenderFn) -> Non
 def test_every_pod_pulls_with_the_pull_secrets_as_the_release_account(render: RenderFn) -> None:
     """The helm test pod runs the gateway image: a private registry needs the same secrets."""
     secrets = [{"name": "regcred"}]
-    manifests = render(overrides={**EVERYTHING_ON, "imagePullSecrets": secrets})
+    manifests = render(PRODUCTION_VALUES, overrides={**EVERYTHING_ON, "imagePullSecrets": secrets})
     pods = [d["spec"]["template"] for d in manifests.of_kind("Deployment")]
     pods += [{"spec": p["spec"]} for p in manifests.of_kind("Pod")]
     assert len(pods) == 4 + 2 + 1
@@ -334,12 +352,12 @@ def test_every_pod_pulls_with_the_pull_secrets_as_the_release_account(render: Re
         assert spec["imagePullSecrets"] == secrets
         assert spec["serviceAccountName"] == account["metadata"]["name"]
         assert spec["enableServiceLinks"] is False
-    (plain,) = render().of_kind("Pod")
+    (plain,) = render(PRODUCTION_VALUES).of_kind("Pod")
     assert "imagePullSecrets" not in plain["spec"]
 
 
 def test_probes_use_the_health_endpoints(render: RenderFn) -> None:
-    manifests = render()
+    manifests = render(PRODUCTION_VALUES)
     for pod in _pods(manifests, "model-server"):
         container = pod["spec"]["containers"][0]
         assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -356,18 +374,22 @@ def test_probes_use_the_health_endpoints(render: RenderFn) -> None:
 
 
 def test_gateway_waits_before_sigterm_and_has_time_to_drain(render: RenderFn) -> None:
-    for pod in _pods(render(), "gateway"):
+    for pod in _pods(render(PRODUCTION_VALUES), "gateway"):
         container = pod["spec"]["containers"][0]
         delay = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
         assert delay > 0
         # preStop + the gateway's drain (deadline 4.5 s + 5 s) fit the grace period.
         assert pod["spec"]["terminationGracePeriodSeconds"] >= delay + 10
-    for pod in _pods(render(overrides={"gateway": {"preStopSleepSeconds": 0}}), "gateway"):
+    for pod in _pods(
+        render(PRODUCTION_VALUES, overrides={"gateway": {"preStopSleepSeconds": 0}}), "gateway"
+    ):
         assert "lifecycle" not in pod["spec"]["containers"][0]
 
 
 def test_otel_env_points_at_the_configured_collector(render: RenderFn) -> None:
-    manifests = render(overrides={"otel": {"endpoint": "http://collector.obs:4318"}})
+    manifests = render(
+        PRODUCTION_VALUES, overrides={"otel": {"endpoint": "http://collector.obs:4318"}}
+    )
     for deployment in manifests.of_kind("Deployment"):
         env = {
             e["name"]: e.get("value")
@@ -375,7 +397,7 @@ def test_otel_env_points_at_the_configured_collector(render: RenderFn) -> None:
         }
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.obs:4318"
         assert env["OTEL_TRACES_EXPORTER"] == "otlp"
-    for deployment in render().of_kind("Deployment"):
+    for deployment in render(PRODUCTION_VALUES).of_kind("Deployment"):
         env = {
             e["name"]: e.get("value")
             for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -384,13 +406,13 @@ def test_otel_env_points_at_the_configured_collector(render: RenderFn) -> None:
 
 
 def test_service_monitor_scrapes_gateway_and_model_services(render: RenderFn) -> None:
-    manifests = render(overrides={"serviceMonitor": {"enabled": True}})
+    manifests = render(PRODUCTION_VALUES, overrides={"serviceMonitor": {"enabled": True}})
     (monitor,) = manifests.of_kind("ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
     for service in manifests.of_kind("Service"):
         assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
-    assert render().of_kind("ServiceMonitor") == []
+    assert render(PRODUCTION_VALUES).of_kind("ServiceMonitor") == []
 
 
 def _checksum(manifests: Manifests) -> str:
@@ -400,35 +422,35 @@ def _checksum(manifests: Manifests) -> str:
 
 
 def test_hot_reloadable_changes_do_not_roll_the_gateway_but_cold_ones_do(render: RenderFn) -> None:
-    base = _checksum(render())
+    base = _checksum(render(PRODUCTION_VALUES))
     hot = {
         "gateway": {
             "config": {"thresholds": {"t_low": 0.5, "t_high": 0.6}, "rollout": {"mode": "ensemble"}}
         }
     }
-    assert _checksum(render(overrides=hot)) == base
+    assert _checksum(render(PRODUCTION_VALUES, overrides=hot)) == base
     cold = {"gateway": {"config": {"telemetry": {"service_name": "other"}}}}
-    assert _checksum(render(overrides=cold)) != base
+    assert _checksum(render(PRODUCTION_VALUES, overrides=cold)) != base
     pool = {"gateway": {"config": {"fanout": {"max_connections": 8}}}}
-    assert _checksum(render(overrides=pool)) != base
+    assert _checksum(render(PRODUCTION_VALUES, overrides=pool)) != base
     exporter = {"gateway": {"config": {"telemetry": {"traces_exporter": "console"}}}}
-    assert _checksum(render(overrides=exporter)) != base
+    assert _checksum(render(PRODUCTION_VALUES, overrides=exporter)) != base
     deadline = {"gateway": {"config": {"fanout": {"deadline_s": 3.0}}}}
-    assert _checksum(render(overrides=deadline)) == base
+    assert _checksum(render(PRODUCTION_VALUES, overrides=deadline)) == base
     slo = {"gateway": {"config": {"telemetry": {"slo_ms": 3000}}}}
-    assert _checksum(render(overrides=slo)) == base
+    assert _checksum(render(PRODUCTION_VALUES, overrides=slo)) == base
 
     def reload_off(deadline_s: float) -> dict[str, Any]:
         fanout = {"deadline_s": deadline_s}
         return {"gateway": {"config": {"reload": {"enabled": False}, "fanout": fanout}}}
 
-    with_reload_off = _checksum(render(overrides=reload_off(2.0)))
+    with_reload_off = _checksum(render(PRODUCTION_VALUES, overrides=reload_off(2.0)))
     assert with_reload_off != base
-    assert _checksum(render(overrides=reload_off(3.0))) != with_reload_off
+    assert _checksum(render(PRODUCTION_VALUES, overrides=reload_off(3.0))) != with_reload_off
 
 
 def test_hpa_scales_the_stable_gateway(render: RenderFn) -> None:
-    manifests = render()
+    manifests = render(PRODUCTION_VALUES)
     (hpa,) = manifests.of_kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == f"{FULLNAME}-gateway"
     deployment = manifests.get("Deployment", f"{FULLNAME}-gateway")
@@ -437,7 +459,7 @@ def test_hpa_scales_the_stable_gateway(render: RenderFn) -> None:
 
 
 def test_helm_test_pod_posts_frames_to_the_stable_gateway(render: RenderFn) -> None:
-    manifests = render()
+    manifests = render(PRODUCTION_VALUES)
     (pod,) = manifests.of_kind("Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     container = pod["spec"]["containers"][0]
@@ -450,6 +472,10 @@ def test_helm_test_pod_posts_frames_to_the_stable_gateway(render: RenderFn) -> N
 
 
 def test_notes_name_the_gateway_and_the_hot_changes(render: RenderFn) -> None:
-    notes = next(text for name, text in render().templates.items() if name.endswith("NOTES.txt"))
+    notes = next(
+        text
+        for name, text in render(PRODUCTION_VALUES).templates.items()
+        if name.endswith("NOTES.txt")
+    )
     assert f"{FULLNAME}-gateway.{NAMESPACE}.svc:80" in notes
     assert "helm test" in notes and "Hot changes" in notes

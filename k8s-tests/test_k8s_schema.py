@@ -11,7 +11,7 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from chart_render import CHART
+from chart_render import CHART, PRODUCTION_VALUES, load_values
 
 FOUR = [{"id": m} for m in ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m")]
 
@@ -138,6 +138,8 @@ def test_wrong_values_are_refused_naming_them(
     chart: Any, error: str, values: dict[str, Any], expected: list[str]
 ) -> None:
     """The schema (HelmValuesError) or the templates' checks (HelmRenderError) refuse."""
+    # Over a production bundle: the defaults run the effort backend, which needs one.
+    values = load_values(PRODUCTION_VALUES, overrides=values)
     with pytest.raises(getattr(helm, error)) as caught:
         chart.render(values=values, name="wma", namespace="wma-test")
     message = str(caught.value)

@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parent.parent  # tests_support/ is at the repo r
 CHART = REPO / "charts" / "wma-ensemble"
 KIND_VALUES = REPO / "ci" / "kind-values.yaml"
 GPU_VALUES = REPO / "ci" / "gpu-values.example.yaml"
+# The default values' production bundle (`--set-file calibrators.bundle=...`):
+# the defaults run the effort backend, which the chart refuses without one.
+PRODUCTION_VALUES = REPO / "k8s-tests" / "fixtures" / "production-values.yaml"
 RELEASE = "wma"
 NAMESPACE = "wma-test"
 # The chart's <fullname> for RELEASE (no name overrides): the prefix of every object name.

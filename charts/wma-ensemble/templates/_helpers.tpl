@@ -115,21 +115,146 @@ securityContext:
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion (toString (default "" .image.tag))) -}}
 {{- end -}}
 
-{{/* The calibrator bundle bytes: from values (--set-file) or the shipped mock bundle. */}}
-{{- define "wma.bundle" -}}
-{{- if .Values.calibrators.bundle -}}
-{{- .Values.calibrators.bundle -}}
+{{/* The ids (comma-separated) of the models that run the effort backend, after modelDefaults. */}}
+{{- define "wma.effortModelIds" -}}
+{{- $root := . -}}
+{{- $ids := list -}}
+{{- range $entry := .Values.models -}}
+{{- $m := include "wma.model" (dict "root" $root "entry" $entry) | fromYaml -}}
+{{- if eq $m.backend "effort" -}}{{- $ids = append $ids $m.id -}}{{- end -}}
+{{- end -}}
+{{- join ", " $ids -}}
+{{- end -}}
+
+{{/*
+Where the calibrator bundle comes from: values (calibrators.bundle), configMap
+or secret (an existing object the operator made), or mock (the chart's
+files/mock.json, only when every model runs the mock backend). Every way of
+installing real detectors with mock calibrators fails here, naming the values.
+*/}}
+{{- define "wma.bundleSource" -}}
+{{- $c := .Values.calibrators -}}
+{{- $set := list -}}
+{{- range $key := list "bundle" "existingConfigMap" "existingSecret" -}}
+{{- if get $c $key -}}{{- $set = append $set (printf "calibrators.%s" $key) -}}{{- end -}}
+{{- end -}}
+{{- if gt (len $set) 1 -}}
+{{- fail (printf "calibrators: set only one of calibrators.bundle, calibrators.existingConfigMap and calibrators.existingSecret (got %s)" (join ", " $set)) -}}
+{{- end -}}
+{{- $effort := include "wma.effortModelIds" . -}}
+{{- if $c.bundle -}}
+{{- if and $effort (eq (sha256sum $c.bundle) (.Files.Get "files/mock.json" | sha256sum)) -}}
+{{- fail (printf "calibrators.bundle: this is the chart's mock bundle, which fits only the mock backend; models %s run the effort backend: pass the production bundle (--set-file calibrators.bundle=bundle.json)" $effort) -}}
+{{- end -}}
+values
+{{- else if or $c.existingConfigMap $c.existingSecret -}}
+{{- if not $c.sha256 -}}
+{{- fail (printf "calibrators.sha256: required with %s (the sha256 of the bundle it holds under key %q: the gateway refuses a bundle with other bytes)" (first $set) $c.key) -}}
+{{- end -}}
+{{- if $c.existingConfigMap -}}configMap{{- else -}}secret{{- end -}}
+{{- else if $effort -}}
+{{- fail (printf "calibrators.bundle: models %s run the effort backend and need the production calibrator bundle (the chart's mock bundle fits only the mock backend). Pass it with --set-file calibrators.bundle=bundle.json (made by `wma calibrate fit` or `wma calibrate import-legacy`), or reference an existing object holding it: calibrators.existingConfigMap or calibrators.existingSecret (key calibrators.key) with its calibrators.sha256" $effort) -}}
 {{- else -}}
+mock
+{{- end -}}
+{{- end -}}
+
+{{/* The calibrator bundle text the chart ships (source values or mock); empty for a referenced object. */}}
+{{- define "wma.bundle" -}}
+{{- $source := include "wma.bundleSource" . -}}
+{{- if eq $source "values" -}}
+{{- .Values.calibrators.bundle -}}
+{{- else if eq $source "mock" -}}
 {{- .Files.Get "files/mock.json" -}}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The shipped bundle, parsed, after the checks the gateway makes at start (format,
+thresholds, a calibrator per model with the model's aggregator); returns JSON.
+Empty object for a referenced bundle, which the chart cannot read.
+*/}}
+{{- define "wma.bundleDoc" -}}
+{{- $text := include "wma.bundle" . -}}
+{{- if not $text -}}
+{{- "{}" -}}
+{{- else -}}
+{{- $root := . -}}
+{{- $doc := fromJson $text -}}
+{{- if hasKey $doc "Error" -}}
+{{- fail (printf "calibrators.bundle: not a calibrator bundle: %s" (get $doc "Error")) -}}
+{{- end -}}
+{{- if ne (toString $doc.format) "wma-calibrators/v1" -}}
+{{- fail (printf "calibrators.bundle: format must be \"wma-calibrators/v1\", got %q" (toString $doc.format)) -}}
+{{- end -}}
+{{- $thr := default dict $doc.thresholds -}}
+{{- if not (and (kindIs "float64" $thr.t_low) (kindIs "float64" $thr.t_high)) -}}
+{{- fail "calibrators.bundle: thresholds.t_low and thresholds.t_high must be numbers" -}}
+{{- end -}}
+{{- $calibrated := default dict $doc.models -}}
+{{- range $entry := .Values.models -}}
+{{- $m := include "wma.model" (dict "root" $root "entry" $entry) | fromYaml -}}
+{{- if not (hasKey $calibrated $m.id) -}}
+{{- fail (printf "calibrators.bundle: has no calibrator for model %q (it has %s)" $m.id (keys $calibrated | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- $fitted := toString (get (get $calibrated $m.id) "aggregator") -}}
+{{- if and $m.aggregator (ne $m.aggregator $fitted) -}}
+{{- fail (printf "models[%s].aggregator: %q differs from the bundle's %q (the calibrator was fitted on that aggregator)" $m.id $m.aggregator $fitted) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $doc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bundle's sha256 the gateway pins: of the shipped bytes, or the operator's for a referenced object. */}}
 {{- define "wma.bundleSha256" -}}
+{{- $source := include "wma.bundleSource" . -}}
+{{- if or (eq $source "configMap") (eq $source "secret") -}}
+{{- lower .Values.calibrators.sha256 -}}
+{{- else -}}
 {{- $sum := include "wma.bundle" . | sha256sum -}}
 {{- if and .Values.calibrators.sha256 (ne (lower .Values.calibrators.sha256) $sum) -}}
 {{- fail (printf "calibrators.sha256: pinned %s but the bundle's bytes have sha256 %s" .Values.calibrators.sha256 $sum) -}}
 {{- end -}}
 {{- $sum -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The projected-volume source of the bundle, mounted at calibrators/bundle.json next to the config. */}}
+{{- define "wma.bundleVolumeSource" -}}
+{{- $source := include "wma.bundleSource" . -}}
+{{- $c := .Values.calibrators -}}
+{{- if eq $source "secret" -}}
+secret:
+  name: {{ $c.existingSecret }}
+  items:
+    - key: {{ $c.key }}
+      path: calibrators/bundle.json
+{{- else -}}
+configMap:
+  name: {{ if eq $source "configMap" }}{{ $c.existingConfigMap }}{{ else }}{{ include "wma.fullname" . }}-calibrators{{ end }}
+  items:
+    - key: {{ if eq $source "configMap" }}{{ $c.key }}{{ else }}bundle.json{{ end }}
+      path: calibrators/bundle.json
+{{- end -}}
+{{- end -}}
+
+{{/*
+The thresholds the gateway of one track uses: gateway.config.thresholds (merged
+with canary.config), else the shipped bundle's. Call with (dict "root" $ "track"
+T); returns YAML {t_low, t_high, from: values|bundle}.
+*/}}
+{{- define "wma.thresholdsInForce" -}}
+{{- $cfg := include "wma.gatewayConfig" . | fromYaml -}}
+{{- $c := .root.Values.calibrators -}}
+{{- if $cfg.thresholds -}}
+{{- toYaml (dict "t_low" $cfg.thresholds.t_low "t_high" $cfg.thresholds.t_high "from" "values") -}}
+{{- else if or $c.existingConfigMap $c.existingSecret -}}
+{{- fail (printf "gateway.config.thresholds: required with %s: the chart cannot read a referenced bundle, so give the thresholds it holds ({t_low: .., t_high: ..}); the gateway then uses these" (ternary "calibrators.existingConfigMap" "calibrators.existingSecret" (not (empty $c.existingConfigMap)))) -}}
+{{- else -}}
+{{- $doc := include "wma.bundleDoc" .root | fromJson -}}
+{{- toYaml (dict "t_low" $doc.thresholds.t_low "t_high" $doc.thresholds.t_high "from" "bundle") -}}
+{{- end -}}
 {{- end -}}
 
 {{/* OTEL_* environment for one component. Call with (dict "root" $ "service" NAME). */}}
@@ -235,4 +360,41 @@ relative to the config file, so the same file works wherever it is mounted.
 {{- end -}}
 {{- toYaml $cold | sha256sum -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+One egress rule of the gateway's NetworkPolicy to the server behind a URL (the
+OTLP collector, the legacy model server). A policy cannot name a DNS name, so
+the peers are the operator's list (`peers`, named by `value`), else derived
+from the URL: an IPv4 address -> that /32; a cluster Service name
+(<svc>.<namespace>.svc[.<cluster domain>], or a bare <svc> of the release
+namespace) -> that namespace. Anything else fails, naming `value`.
+Call with (dict "root" $ "url" U "peers" LIST "value" NAME "what" TEXT); returns YAML.
+*/}}
+{{- define "wma.egressRuleToUrl" -}}
+{{- $u := urlParse .url -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $u.host "" -}}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $u.host) -}}
+{{- if not $port -}}{{- $port = ternary "443" "80" (eq $u.scheme "https") -}}{{- end -}}
+{{- $peers := .peers -}}
+{{- if not $peers -}}
+{{- if regexMatch "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" $host -}}
+{{- $peers = list (dict "ipBlock" (dict "cidr" (printf "%s/32" $host))) -}}
+{{- else -}}
+{{- $namespace := "" -}}
+{{- if regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $host -}}
+{{- $namespace = .root.Release.Namespace -}}
+{{- else if regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.svc(\\..+)?)?$" $host -}}
+{{- $namespace = index (splitList "." $host) 1 -}}
+{{- else -}}
+{{- fail (printf "%s: the gateway's NetworkPolicy cannot reach the %s %s (a policy cannot name a DNS name: only an IPv4 address or a cluster Service name <svc>.<namespace>.svc is derived); list its peers there (NetworkPolicyPeer objects, e.g. an ipBlock), or set networkPolicy.enabled=false" .value .what .url) -}}
+{{- end -}}
+{{- $peers = list (dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" $namespace))) -}}
+{{- end -}}
+{{- end -}}
+to:
+  {{- toYaml $peers | nindent 2 }}
+ports:
+  - protocol: TCP
+    port: {{ $port | int }}
 {{- end -}}
