@@ -4,17 +4,24 @@
 applies exactly the same checks before its fan-out; :func:`validate_pixels` is the
 same gate for already-decoded frames (OIP input ``pixels``). Formats are recognised by
 magic bytes; image dimensions are read from the header *before* the pixels are
-decoded, so a decompression bomb is refused without being expanded. Frames are
-never written anywhere. All functions are synchronous and CPU-bound: callers on
-an event loop run them in a worker thread.
+decoded, so a decompression bomb is refused without being expanded (Pillow reads
+the header). The pixels are then decoded as the old server decoded them:
+``cv2.imdecode(buf, cv2.IMREAD_COLOR)`` (EXIF orientation applied, CMYK, greyscale,
+palette and 16-bit images converted to 8-bit BGR, alpha dropped), then BGR to RGB;
+stricter on one point: a JPEG without its end-of-image marker after the last scan
+(a truncated upload) is left out, not scored on a partly grey image. Frames are
+never written anywhere. All functions are synchronous and CPU-bound: callers on an
+event loop run them in a worker thread.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,6 +34,7 @@ from wma_model_server.exceptions import (
 
 __all__ = [
     "FrameLimits",
+    "OpenedFrame",
     "check_frames",
     "decode_image",
     "open_frame",
@@ -37,6 +45,17 @@ __all__ = [
 
 _MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG"}
+_JPEG_SCAN, _JPEG_END = b"\xff\xda", b"\xff\xd9"
+
+
+@dataclass(frozen=True)
+class OpenedFrame:
+    """An encoded frame whose header passed the limits: its bytes, format and size."""
+
+    data: bytes
+    fmt: str
+    width: int
+    height: int
 
 
 class FrameLimits(BaseModel):
@@ -72,28 +91,27 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def open_frame(data: bytes, fmt: str, limits: FrameLimits, index: int) -> Image.Image | None:
-    """Open a frame lazily (header only) and check its pixel count.
+def open_frame(data: bytes, fmt: str, limits: FrameLimits, index: int) -> OpenedFrame | None:
+    """Read a frame's header (not its pixels) and check its pixel count.
 
     ``fmt`` is its :func:`sniff_format`; ``index`` names the frame in a 413.
     None if the header is unreadable (the frame is then undecodable, not refused).
     """
     try:
-        image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
+        with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]]) as image:
+            width, height = image.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise LimitExceededError(
             f"frame {index} exceeds max_frame_pixels={limits.max_frame_pixels}"
         ) from None
     except (OSError, SyntaxError, ValueError):
         return None
-    width, height = image.size
     if width * height > limits.max_frame_pixels:
-        image.close()
         raise LimitExceededError(
             f"frame {index} is {width}x{height} pixels, over "
             f"max_frame_pixels={limits.max_frame_pixels}"
         )
-    return image
+    return OpenedFrame(data, fmt, width, height)
 
 
 def check_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
@@ -136,9 +154,7 @@ def validate_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
     """
     formats = check_frames(frames, limits)
     for index, (data, fmt) in enumerate(zip(frames, formats, strict=True)):
-        image = open_frame(data, fmt, limits, index)
-        if image is not None:
-            image.close()
+        open_frame(data, fmt, limits, index)
     return formats
 
 
@@ -159,14 +175,20 @@ def validate_pixels(shape: Sequence[int], limits: FrameLimits) -> None:
         )
 
 
-def decode_image(image: Image.Image | None) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
-    """RGB uint8 ``[H, W, 3]`` pixels of a frame from :func:`open_frame`, or None if it
-    cannot be decoded (or was not opened); the image is closed."""
-    if image is None:
+def _jpeg_complete(data: bytes) -> bool:
+    # Entropy-coded data cannot hold an unescaped marker, so the last SOS found is
+    # the image's last scan (an EXIF thumbnail comes before it).
+    return data.find(_JPEG_END, max(data.rfind(_JPEG_SCAN), 0)) >= 0
+
+
+def decode_image(frame: OpenedFrame | None) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
+    """RGB uint8 ``[H, W, 3]`` pixels of a frame from :func:`open_frame`, decoded as
+    ``cv2.imdecode(buf, cv2.IMREAD_COLOR)`` decodes it, or None if it cannot be
+    decoded (or was not opened, or is a truncated JPEG)."""
+    if frame is None or (frame.fmt == "jpeg" and not _jpeg_complete(frame.data)):
         return None
-    try:
-        with image:
-            rgb = image.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError):
+    bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    # EXIF orientation may swap the sides; anything else means the header lied.
+    if bgr is None or sorted(bgr.shape[:2]) != sorted((frame.height, frame.width)):
         return None
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)

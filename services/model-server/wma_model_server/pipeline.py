@@ -104,8 +104,7 @@ class ScoringPipeline:
     def _prepare_encoded(
         self, frames: Sequence[bytes], formats: Sequence[str], recrop: bool, save: bool
     ) -> _Prepared:
-        # Every header is read (and a 413 raised) before any frame is decoded; each
-        # header is parsed once, the decode reuses the opened image.
+        # Every header is read (and a 413 raised) before any frame is decoded.
         images = [
             open_frame(data, fmt, self.limits, index)
             for index, (data, fmt) in enumerate(zip(frames, formats, strict=True))
