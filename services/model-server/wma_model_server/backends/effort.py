@@ -24,6 +24,7 @@ from wma_model_server.backends.effort_checkpoint import (
     EffortArch,
     fold_backbone,
     infer_arch,
+    is_svd_bookkeeping,
     read_checkpoint,
 )
 from wma_model_server.exceptions import CheckpointError, DeviceError
@@ -46,6 +47,8 @@ _INTERPOLATION = {
     "bicubic": cv2.INTER_CUBIC,
     "nearest": cv2.INTER_NEAREST,
 }
+# Older transformers saved position_ids (arange) with the weights; the model rebuilds it.
+_KNOWN_BUFFERS = frozenset({"backbone.embeddings.position_ids"})
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -73,6 +76,24 @@ def select_dtype(device_type: str, dtype: str, *, bf16_supported: bool = True) -
     if device_type == "cuda":
         return torch.bfloat16 if bf16_supported else torch.float16
     return torch.float32
+
+
+def _report_unused(keys: Sequence[str]) -> None:
+    """Each unused key once: Effort's own bookkeeping at DEBUG, anything else at WARNING."""
+    bookkeeping = [k for k in keys if is_svd_bookkeeping(k)]
+    buffers = [k for k in keys if k in _KNOWN_BUFFERS]
+    other = [k for k in keys if k not in bookkeeping and k not in buffers]
+    if bookkeeping or buffers:
+        log.debug(
+            "checkpoint keys not used at inference: %d SVD bookkeeping tensors "
+            "(S_r/U_r/V_r, the discarded singular triplets the trainer's orthogonality "
+            "loss reads): %s%s",
+            len(bookkeeping),
+            ", ".join(bookkeeping),
+            f"; transformers buffers rebuilt by the model: {', '.join(buffers)}" if buffers else "",
+        )
+    if other:
+        log.warning("checkpoint keys not used by the model: %s", ", ".join(other))
 
 
 class EffortModel(torch.nn.Module):
@@ -124,8 +145,7 @@ class EffortModel(torch.nn.Module):
                 self.head_bias.copy_(state["head.bias"])
         known = {"head.weight", "head.bias", "head.s"}
         unexpected += sorted(k for k in state if not k.startswith("backbone.") and k not in known)
-        if unexpected:
-            log.warning("checkpoint keys not used by the model: %s", ", ".join(unexpected))
+        _report_unused(unexpected)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         features = self.backbone(pixel_values=pixels).pooler_output

@@ -3,31 +3,83 @@
 Accepts a bare state dict or a dict with ``state_dict`` and ``model_config``,
 strips the DDP ``module.`` prefix, infers the CLIP ViT size from tensor shapes
 and folds every SVD-residual linear (``weight_main + U diag(S) V``) into one
-dense weight. Loading is ``weights_only`` (no pickle code execution). Anything
-that does not fit is a :class:`CheckpointError` naming the key.
+dense weight. Loading is ``weights_only`` (no pickle code execution) with exactly
+the numpy globals that the trainer's metrics need allow-listed (``eer``/``auc`` are
+``numpy.float64``): the scalar constructor, ``numpy.dtype`` and the float64,
+float32 and int64 dtype classes. Any other global, and anything that does not fit
+the architecture, is a :class:`CheckpointError` naming it.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from wma_model_server.exceptions import CheckpointError
 
-__all__ = ["EffortArch", "fold_backbone", "infer_arch", "read_checkpoint"]
+__all__ = [
+    "NUMPY_SAFE_GLOBALS",
+    "EffortArch",
+    "fold_backbone",
+    "infer_arch",
+    "is_svd_bookkeeping",
+    "read_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 _LAYER = re.compile(r"^backbone\.encoder\.layers\.(\d+)\.")
 _SVD_PARTS = ("U_residual", "S_residual", "V_residual")
 _PATCH = "backbone.embeddings.patch_embedding.weight"
 _POSITIONS = "backbone.embeddings.position_embedding.weight"
+# Effort keeps the discarded top singular triplets of each attention linear for its
+# orthogonality loss; inference (weight_main + residual) never reads them.
+_SVD_BOOKKEEPING = re.compile(r"\.self_attn\.[a-z_]+\.(S_r|U_r|V_r)$")
+# The two ways torch's weights-only unpickler names what it refused.
+_UNSUPPORTED_GLOBAL = re.compile(
+    r"GLOBAL (\S+) was not an allowed global|Can only build .* but got <class '([^']+)'>"
+)
+
+
+def _numpy_safe_globals() -> list[Callable[..., Any] | tuple[Callable[..., Any], str]]:
+    """(object, pickled name) of the numpy globals a trainer checkpoint's metrics need.
+
+    numpy 1.x pickles its scalar constructor as ``numpy.core.multiarray.scalar``,
+    numpy 2.x as ``numpy._core.multiarray.scalar``: both names map to the one
+    function (``numpy.core`` itself is not imported, it is deprecated in numpy 2).
+    """
+    try:
+        multiarray = importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy < 2
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    scalar = multiarray.scalar
+    entries: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        (np.dtype, "numpy.dtype"),
+    ]
+    # A dtype is rebuilt by numpy.dtype(...) and then given its state (BUILD), which
+    # the weights-only unpickler allows only for allow-listed types.
+    for dtype_class in (np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType):
+        entries.append((dtype_class, f"numpy.dtypes.{dtype_class.__name__}"))
+    return entries
+
+
+NUMPY_SAFE_GLOBALS = tuple(entry[1] for entry in _numpy_safe_globals() if isinstance(entry, tuple))
+
+
+def is_svd_bookkeeping(key: str) -> bool:
+    """Whether ``key`` is one of Effort's ``S_r``/``U_r``/``V_r`` tensors (unused at inference)."""
+    return _SVD_BOOKKEEPING.search(key) is not None
 
 
 @dataclass(frozen=True)
@@ -43,12 +95,25 @@ class EffortArch:
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``(state_dict without 'module.', model_config)`` of a checkpoint file."""
+    """``(state_dict without 'module.', model_config)`` of a checkpoint file.
+
+    The trainer's metrics (``epoch``, ``auc``, ``eer``) are logged at INFO.
+    """
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # A context, not add_safe_globals: the allow-list is widened for this load only.
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        unsupported = _UNSUPPORTED_GLOBAL.search(str(exc))
+        if unsupported:
+            raise CheckpointError(
+                f"checkpoint {path} refers to the Python global "
+                f"{unsupported.group(1) or unsupported.group(2)!r}, "
+                "which a weights-only load does not allow (allowed beyond torch's own: "
+                f"{', '.join(NUMPY_SAFE_GLOBALS)})"
+            ) from None
         raise CheckpointError(
             f"checkpoint {path} is not a weights-only torch file: {exc}"
         ) from None
@@ -61,12 +126,21 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise CheckpointError(f"checkpoint {path} is neither a state dict nor has 'state_dict'")
     if not isinstance(config, dict):
         raise CheckpointError("checkpoint 'model_config' is not a dict")
+    if state is not obj:
+        metrics = {k: obj[k] for k in ("epoch", "auc", "eer") if k in obj}
+        if metrics:
+            shown = ", ".join(f"{k} {_plain(v)}" for k, v in metrics.items())
+            log.info("checkpoint %s: %s", path.name, shown)
     cleaned: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"checkpoint entry {key!r} is not a tensor")
         cleaned[str(key).removeprefix("module.")] = value
     return cleaned, config
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _need(state: dict[str, torch.Tensor], key: str) -> torch.Tensor:
