@@ -21,18 +21,95 @@ async def test_old_client_gets_per_frame_mock_probabilities(
     body = r.json()
     assert body["probs"] == pytest.approx([0.2, 0.8, 0.4], abs=1e-6)
     assert body["confidence"] == pytest.approx(1.4 / 3, abs=1e-6)
-    assert body["pred_label"] == "REAL"  # mean 0.467 is not above 0.75
+    assert body["pred_label"] == "REAL"  # mean 0.467 is below 0.75
     assert body["num_frames"] == 3 and body["num_scored"] == 3
 
 
-async def test_label_is_fake_only_when_mean_exceeds_threshold(
+async def test_label_is_fake_when_the_mean_reaches_the_threshold_ties_included(
     serve: Any, png: Any, form: Any
 ) -> None:
     async with serve(bias=0.0) as client:
         above = await client.post("/check_frame_batch?threshold=0.7", files=form([png(255)]))
-        equal = await client.post("/check_frame_batch?threshold=0.0", files=form([png(0)]))
+        tie_low = await client.post("/check_frame_batch?threshold=0.0", files=form([png(0)]))
+        tie_high = await client.post("/check_frame_batch?threshold=1.0", files=form([png(255)]))
+        below = await client.post("/check_frame_batch?threshold=1.0", files=form([png(254)]))
+        nothing = await client.post(
+            "/check_frame_batch?threshold=0.0", files=form([b"\xff\xd8\xffx"])
+        )
     assert above.json()["pred_label"] == "FAKE"
-    assert equal.json()["pred_label"] == "REAL"
+    assert tie_low.json()["pred_label"] == "FAKE"  # 0.0 >= 0.0, as the old server said
+    assert tie_high.json()["pred_label"] == "FAKE"
+    assert below.json()["pred_label"] == "REAL"
+    assert nothing.json() == {  # no usable frame stays REAL, whatever the threshold
+        "pred_label": "REAL",
+        "confidence": 0.0,
+        "probs": [],
+        "num_frames": 1,
+        "num_scored": 0,
+    }
+
+
+async def test_ping_answers_pong_even_while_the_model_loads(serve: Any, gated_backend: Any) -> None:
+    backend = gated_backend("m1")
+    backend.warmup = lambda: backend.gate.wait(20)
+    async with serve(impl=backend, wait_ready=False) as client:
+        r = await client.get("/ping")
+        backend.gate.set()
+    assert r.status_code == 200 and r.json() == {"message": "pong"}
+
+
+def one_file(data: bytes, content_type: str = "image/jpeg") -> list[Any]:
+    return [("file", ("frame.jpg", data, content_type))]
+
+
+async def test_check_frame_scores_the_face_of_one_image_like_the_old_server(
+    serve: Any, face_jpeg: bytes, form: Any
+) -> None:
+    async with serve() as client:
+        r = await client.post(f"/check_frame?{OLD_CLIENT_QUERY}", files=one_file(face_jpeg))
+        batch = await client.post(
+            "/check_frame_batch?recrop=true", files=form([face_jpeg], "image/jpeg")
+        )
+        low = await client.post("/check_frame?threshold=0.0", files=one_file(face_jpeg))
+        uncropped = await client.post("/check_frame?recrop=false", files=one_file(face_jpeg))
+        whole = await client.post("/check_frame_batch", files=form([face_jpeg], "image/jpeg"))
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"pred_label", "fake_prob"}
+    (face_prob,) = batch.json()["probs"]  # the same face crop as the batch route's
+    assert body["fake_prob"] == pytest.approx(face_prob, abs=1e-7)
+    assert body["pred_label"] == ("FAKE" if face_prob >= 0.75 else "REAL")
+    assert low.json()["pred_label"] == "FAKE"
+    assert uncropped.json()["fake_prob"] == pytest.approx(whole.json()["probs"][0], abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "needle"),
+    [
+        ("no-face", 400, "could not find a face in the image"),
+        ("undecodable", 400, "cannot decode image"),
+        ([("file", ("a.txt", b"hello", "text/plain"))], 415, "text/plain"),
+        ([("file", ("a.gif", b"GIF89a....", "image/gif"))], 415, "image/gif"),
+        ([("files", ("a.png", b"\x89PNG", "image/png"))], 400, "multipart field 'file', got 0"),
+        ("two", 400, "got 2"),
+        ([("file", ("a.png", b"", "image/png"))], 400, "frame 0 is empty"),
+    ],
+)
+async def test_check_frame_refuses_bad_input_with_a_json_4xx(
+    serve: Any, png: Any, files: Any, status: int, needle: str
+) -> None:
+    if files == "no-face":
+        files = one_file(png(128, 64), "image/png")
+    elif files == "undecodable":
+        files = one_file(png(128, 64)[:-30], "image/png")
+    elif files == "two":
+        files = one_file(png(1), "image/png") + one_file(png(2), "image/png")
+    async with serve() as client:
+        r = await client.post("/check_frame", files=files)
+        ok = await client.post("/check_frame?recrop=false", files=one_file(png(51), "image/png"))
+    assert r.status_code == status
+    assert needle in r.json()["error"]
+    assert ok.json() == {"pred_label": "REAL", "fake_prob": pytest.approx(0.2)}
 
 
 async def test_mock_bias_shifts_and_clips_probabilities(serve: Any, png: Any, form: Any) -> None:

@@ -1,4 +1,5 @@
-"""The frames of a legacy ``/check_frame_batch`` upload: its ``files`` parts, type-checked.
+"""The frames of a legacy upload (``/check_frame_batch``'s ``files`` parts, or
+``/check_frame``'s one ``file`` part), type-checked.
 
 The body is parsed in memory by :mod:`wma_model_server.formdata` (frames never
 touch the disk), which refuses an empty, cut-off or unterminated body.
@@ -9,16 +10,19 @@ from __future__ import annotations
 from wma_model_server.exceptions import UnsupportedFormatError
 from wma_model_server.formdata import read_form_parts
 
-__all__ = ["ALLOWED_PART_TYPES", "parse_frame_parts"]
+__all__ = ["ALLOWED_PART_TYPES", "BATCH_FIELD", "SINGLE_FIELD", "parse_frame_parts"]
 
 # Declared part types accepted (the bytes are then checked by magic number);
 # no Content-Type or application/octet-stream is left to the magic check.
-FIELD = "files"  # the old client's multipart field, one frame per part
+BATCH_FIELD = "files"  # the old client's multipart field, one frame per part
+SINGLE_FIELD = "file"  # the old server's /check_frame field
 ALLOWED_PART_TYPES = {"image/jpeg", "image/jpg", "image/png", "application/octet-stream", ""}
 
 
-def parse_frame_parts(body: bytes, content_type: str, *, max_parts: int) -> list[bytes]:
-    """The bytes of every part named ``files``, in order; 415 for a non-image part.
+def parse_frame_parts(
+    body: bytes, content_type: str, *, max_parts: int, field: str = BATCH_FIELD
+) -> list[bytes]:
+    """The bytes of every part named ``field``, in order; 415 for a non-image part.
 
     400 for a body that is not a complete ``multipart/form-data`` form, 413 for
     far more parts than ``max_parts`` frames (other fields are ignored, not stored).
@@ -28,7 +32,7 @@ def parse_frame_parts(body: bytes, content_type: str, *, max_parts: int) -> list
     )
     frames: list[bytes] = []
     for part in parts:
-        if part.disposition()[0] != FIELD:
+        if part.disposition()[0] != field:
             continue
         if part.content_type not in ALLOWED_PART_TYPES:
             raise UnsupportedFormatError(

@@ -1,9 +1,13 @@
-"""``POST /check_frame_batch``: the old model-server API, kept wire-compatible.
+"""The old model-server API, kept wire-compatible: ``/check_frame_batch``,
+``/check_frame`` and ``/ping``.
 
-Multipart field ``files`` (repeated JPEG/PNG frames); reply
+``/check_frame_batch``: multipart field ``files`` (repeated JPEG/PNG frames); reply
 ``{"pred_label", "confidence", "probs"}`` where ``probs`` leaves out frames that
 fail to decode or have no face, ``confidence`` is their mean and the label is
-FAKE when ``confidence > threshold``. ``num_frames``/``num_scored`` are additive.
+FAKE when ``confidence >= threshold``. ``num_frames``/``num_scored`` are additive.
+``/check_frame``: one image in the field ``file``, face-cropped first as the old
+server always did; reply ``{"pred_label", "fake_prob"}``, a 400 when the image
+cannot be decoded or shows no face.
 """
 
 from __future__ import annotations
@@ -13,12 +17,27 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from wma_model_server.legacy_form import parse_frame_parts
+from wma_model_server.exceptions import BadRequestError
+from wma_model_server.legacy_form import SINGLE_FIELD, parse_frame_parts
+from wma_model_server.protocol import FRAME_STATUSES
 from wma_model_server.state import StateDep, read_body
 
 __all__ = ["router"]
 
 router = APIRouter()
+_, UNDECODABLE, NO_FACE = FRAME_STATUSES
+Threshold = Annotated[float, Query(ge=0.0, le=1.0)]
+YoloConf = Annotated[float | None, Query(ge=0.0, le=1.0)]
+
+
+def label(prob: float, threshold: float) -> str:
+    """The old server's label: FAKE from the threshold up (a tie is FAKE)."""
+    return "FAKE" if prob >= threshold else "REAL"
+
+
+@router.get("/ping")
+async def ping() -> dict[str, str]:
+    return {"message": "pong"}
 
 
 @router.post("/check_frame_batch")
@@ -26,8 +45,8 @@ async def check_frame_batch(
     request: Request,
     state: StateDep,
     model_type: Literal["base", "custom"] = "custom",
-    threshold: Annotated[float, Query(ge=0.0, le=1.0)] = 0.5,
-    yolo_conf_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    threshold: Threshold = 0.5,
+    yolo_conf_threshold: YoloConf = None,
     recrop: bool = False,
     debug: bool = False,
 ) -> dict[str, Any]:
@@ -46,9 +65,44 @@ async def check_frame_batch(
     probs = scores.scored
     confidence = sum(probs) / len(probs) if probs else 0.0
     return {
-        "pred_label": "FAKE" if probs and confidence > threshold else "REAL",
+        "pred_label": label(confidence, threshold) if probs else "REAL",
         "confidence": confidence,
         "probs": probs,
         "num_frames": len(frames),
         "num_scored": len(probs),
     }
+
+
+@router.post("/check_frame")
+async def check_frame(
+    request: Request,
+    state: StateDep,
+    model_type: Literal["base", "custom"] = "custom",
+    threshold: Threshold = 0.5,
+    yolo_conf_threshold: YoloConf = None,
+    recrop: bool = True,
+    debug: bool = False,
+) -> dict[str, Any]:
+    # The old /check_frame always cropped the face; recrop=false is ours (a ready crop).
+    pipeline = state.require_pipeline()
+    body = await read_body(request, state.settings.max_request_bytes)
+    frames = await asyncio.to_thread(
+        parse_frame_parts,
+        body,
+        request.headers.get("content-type", ""),
+        max_parts=1,
+        field=SINGLE_FIELD,
+    )
+    if len(frames) != 1:
+        raise BadRequestError(
+            f"expected one JPEG or PNG image in the multipart field {SINGLE_FIELD!r}, "
+            f"got {len(frames)}"
+        )
+    scores = await pipeline.score_encoded(frames, recrop=recrop, debug=debug)
+    (status,) = scores.statuses
+    if status == UNDECODABLE:
+        raise BadRequestError("cannot decode image")
+    if status == NO_FACE:
+        raise BadRequestError("could not find a face in the image")
+    prob = float(scores.probs[0])
+    return {"pred_label": label(prob, threshold), "fake_prob": prob}
