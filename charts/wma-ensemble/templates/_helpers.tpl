@@ -242,13 +242,13 @@ configMap:
 {{/*
 The thresholds the gateway of one track uses: gateway.config.thresholds (merged
 with canary.config), else the shipped bundle's. Call with (dict "root" $ "track"
-T); returns YAML {t_low, t_high, from: values|bundle}.
+T); returns YAML {t_low, t_high, from: config|bundle}, the gateway's own words (thresholds.source).
 */}}
 {{- define "wma.thresholdsInForce" -}}
 {{- $cfg := include "wma.gatewayConfig" . | fromYaml -}}
 {{- $c := .root.Values.calibrators -}}
 {{- if $cfg.thresholds -}}
-{{- toYaml (dict "t_low" $cfg.thresholds.t_low "t_high" $cfg.thresholds.t_high "from" "values") -}}
+{{- toYaml (dict "t_low" $cfg.thresholds.t_low "t_high" $cfg.thresholds.t_high "from" "config") -}}
 {{- else if or $c.existingConfigMap $c.existingSecret -}}
 {{- fail (printf "gateway.config.thresholds: required with %s: the chart cannot read a referenced bundle, so give the thresholds it holds ({t_low: .., t_high: ..}); the gateway then uses these" (ternary "calibrators.existingConfigMap" "calibrators.existingSecret" (not (empty $c.existingConfigMap)))) -}}
 {{- else -}}
