@@ -23,5 +23,5 @@ def test_help_shows_each_settings_default_and_choices_without_overriding_env() -
         assert action.default is None, name  # absent flag: WMA_MS_* still applies
         assert action.help is not None and f"(default {fields[name].default})" in action.help
     assert actions["backend"].choices == ["mock", "effort"]
-    assert actions["dtype"].choices == ["auto", "float32", "bfloat16", "float16"]
+    assert actions["dtype"].choices == ["auto", "float32", "tf32", "bfloat16", "float16"]
     assert actions["model_id"].required

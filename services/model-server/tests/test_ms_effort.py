@@ -467,3 +467,16 @@ async def test_odd_frames_score_as_the_reference_forward_on_opencvs_decoding(
         r = await client.post("/check_frame_batch", files=form(list(frames.values())))
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(r.json()["probs"], expected, atol=1e-5)
+
+
+async def test_auto_and_tf32_serve_exactly_the_fp32_probabilities_on_a_cpu(
+    serve: Any, encode_image: Any, form: Any, tmp_path: Path
+) -> None:
+    path = save(tmp_path, make_state(), wrapped=True, prefix="", config={"num_heads": 2})
+    rng = np.random.default_rng(8)
+    files = form([encode_image(rng.integers(0, 256, (28, 28, 3))) for _ in range(3)])
+    answers = {}
+    for dtype in ("auto", "float32", "tf32"):
+        async with serve(backend="effort", checkpoint=path, dtype=dtype) as client:
+            answers[dtype] = (await client.post("/check_frame_batch", files=files)).json()["probs"]
+    assert answers["auto"] == answers["float32"] == answers["tf32"]

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 import torch
-from wma_model_server.backends.effort import EffortModel, resolve_device, select_dtype
+from wma_model_server.backends.effort import (
+    EffortModel,
+    resolve_device,
+    select_dtype,
+    set_cuda_tf32,
+)
 from wma_model_server.backends.effort_checkpoint import infer_arch
 from wma_model_server.backends.effort_random import (
     TINY,
@@ -51,20 +56,34 @@ def test_full_size_layout_with_a_wrong_shape_is_refused_naming_the_key() -> None
 
 
 @pytest.mark.parametrize(
-    ("device", "dtype", "bf16", "expected"),
+    ("dtype", "expected"),
     [
-        ("cuda", "auto", True, torch.bfloat16),
-        ("cuda", "auto", False, torch.float16),  # e.g. a T4/V100: no native bf16
-        ("cuda", "float16", True, torch.float16),
-        ("cuda", "float32", True, torch.float32),
-        ("cpu", "auto", True, torch.float32),
-        ("cpu", "bfloat16", True, torch.bfloat16),
+        ("auto", torch.float32),  # the only precision that flipped no verdict
+        ("float32", torch.float32),
+        ("tf32", torch.float32),  # fp32 tensors; TF32 is a CUDA matmul mode
+        ("bfloat16", torch.bfloat16),
+        ("float16", torch.float16),
     ],
 )
-def test_compute_dtype_is_bf16_on_cuda_by_default(
-    device: str, dtype: str, bf16: bool, expected: torch.dtype
+def test_compute_dtype_is_fp32_by_default_and_reduced_precision_is_selectable(
+    dtype: str, expected: torch.dtype
 ) -> None:
-    assert select_dtype(device, dtype, bf16_supported=bf16) is expected
+    assert select_dtype(dtype) is expected
+
+
+@pytest.mark.parametrize(
+    ("dtype", "allowed"), [("auto", False), ("float32", False), ("tf32", True)]
+)
+def test_cuda_tf32_is_on_only_when_asked_for_convolutions_included(
+    dtype: str, allowed: bool
+) -> None:
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        assert set_cuda_tf32(dtype) is allowed
+        assert torch.backends.cuda.matmul.allow_tf32 is allowed
+        assert torch.backends.cudnn.allow_tf32 is allowed  # cuDNN's own default is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a host without CUDA")

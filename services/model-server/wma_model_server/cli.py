@@ -30,7 +30,7 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--port", {"type": int, "help": "port"}),
     ("--bias", {"type": float, "help": "mock backend: added to every probability"}),
     ("--device", {"help": "cpu, cuda or cuda:N"}),
-    ("--dtype", {"help": "model dtype (auto: bf16 on CUDA, fp16 without bf16, fp32 on CPU)"}),
+    ("--dtype", {"help": "model precision (auto: fp32 on every device; tf32: CUDA only)"}),
     ("--cpu-threads", {"type": int, "help": "effort on CPU: torch threads (default: torch's)"}),
     ("--num-heads", {"type": int, "help": "attention heads, if not hidden/64"}),
     ("--max-batch", {"type": int, "help": "frames per forward pass"}),

@@ -24,7 +24,9 @@ class ModelServerSettings(BaseSettings):
     backend: Literal["mock", "effort"] = "mock"
     checkpoint: Path | None = None
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "tf32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: fp32 (see docs/benchmarks.md, Precision)"
+    )
     num_heads: int | None = Field(None, ge=1, description="override for the Effort backbone")
     interpolation: Literal["area", "bilinear", "bicubic", "nearest"] = "area"
     cpu_threads: int | None = Field(

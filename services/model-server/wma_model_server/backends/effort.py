@@ -4,7 +4,9 @@ Builds a ``transformers`` ``CLIPVisionModel`` from a local config (nothing is
 downloaded), loads the folded checkpoint into plain ``nn.Linear`` weights, and
 scores ``softmax(logits)[:, 1]``. Preprocessing matches training: RGB, resize
 to the model's image size (``area`` by default, like the old server), CLIP
-mean/std. On CUDA it runs in bf16 (or the configured dtype).
+mean/std. It runs in IEEE fp32 by default on every device, TF32 included off on
+CUDA: the only precision that flipped no fused verdict in the precision check
+(docs/benchmarks.md, "Precision"); bf16, fp16 and TF32 are selectable.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "EffortModel",
     "resolve_device",
     "select_dtype",
+    "set_cuda_tf32",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,13 @@ _INTERPOLATION = {
 }
 # Older transformers saved position_ids (arange) with the weights; the model rebuilds it.
 _KNOWN_BUFFERS = frozenset({"backbone.embeddings.position_ids"})
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# tf32: fp32 tensors, matmuls/convolutions on TF32 tensor cores (CUDA only; fp32 on CPU).
+_DTYPES = {
+    "float32": torch.float32,
+    "tf32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -69,13 +78,21 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def select_dtype(device_type: str, dtype: str, *, bf16_supported: bool = True) -> torch.dtype:
-    """The compute dtype: ``auto`` is bf16 on CUDA (fp16 on GPUs without bf16), fp32 on CPU."""
-    if dtype != "auto":
-        return _DTYPES[dtype]
-    if device_type == "cuda":
-        return torch.bfloat16 if bf16_supported else torch.float16
-    return torch.float32
+def select_dtype(dtype: str) -> torch.dtype:
+    """The tensors' dtype: ``auto`` is fp32 on every device (``tf32`` is fp32 too)."""
+    return torch.float32 if dtype == "auto" else _DTYPES[dtype]
+
+
+def set_cuda_tf32(dtype: str) -> bool:
+    """Allow TF32 in CUDA matmuls and cuDNN convolutions iff ``dtype`` is ``tf32``.
+
+    Process-wide (one model per process). Set both ways because cuDNN allows TF32
+    convolutions by default: ``float32`` must mean IEEE fp32, as measured.
+    """
+    allowed = dtype == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+    return allowed
 
 
 def _report_unused(keys: Sequence[str]) -> None:
@@ -167,8 +184,8 @@ class EffortBackend:
     ) -> None:
         self.model_id = model_id
         self.device = resolve_device(device)
-        bf16 = self.device.type != "cuda" or torch.cuda.is_bf16_supported()
-        self.dtype = select_dtype(self.device.type, dtype, bf16_supported=bf16)
+        self.dtype = select_dtype(dtype)
+        self.tf32 = set_cuda_tf32(dtype) if self.device.type == "cuda" else False
         self.model = model.to(self.device, self.dtype).eval()
         self.image_size = model.arch.image
         self.interpolation = _INTERPOLATION[interpolation]
@@ -196,7 +213,13 @@ class EffortBackend:
         model = EffortModel(arch)
         model.load_checkpoint_state(state)
         backend = cls(model_id, model, device, dtype, interpolation)
-        log.info("effort model %s on %s in %s", model_id, backend.device, backend.dtype)
+        log.info(
+            "effort model %s on %s in %s%s",
+            model_id,
+            backend.device,
+            backend.dtype,
+            " (TF32 matmuls)" if backend.tf32 else "",
+        )
         return backend
 
     def prepare(self, frame: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, Any]:
