@@ -8,7 +8,7 @@ LOCK := requirements/dev.lock
 PIP_PIN := pip==26.3
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lock check format test test-fast demo up mock-bundle bench clean
+.PHONY: help install lock e2e check format test test-fast demo up mock-bundle bench clean
 
 help:
 	@echo "make demo        - set up and run the local mock stack on the bundled sample frames"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast   - install and run the tests not marked slow, stopping at the first failure"
 	@echo "make check       - ruff check, ruff format --check, mypy --strict"
 	@echo "make format      - ruff format and ruff check --fix"
+	@echo "make e2e         - build both images offline and run the chart's release in containers"
 	@echo "make up          - run the local stack (wma up) in the foreground"
 	@echo "make bench       - the benchmark commands of docs/benchmarks.md"
 	@echo "make mock-bundle - rebuild calibrators/mock.json and the chart's copy"
@@ -54,6 +55,11 @@ test: check
 
 test-fast: install
 	$(BIN)/pytest -m "not slow" -x -q
+
+# Needs root (or a Docker engine that answers) and Debian's docker.io and debootstrap
+# packages; docs/deploy.md says what it proves.
+e2e: install
+	bash scripts/e2e.sh
 
 demo: install
 	$(BIN)/wma demo

@@ -20,6 +20,24 @@ if TYPE_CHECKING:
 MOCK_MEMBER = "9rfa62j1"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--e2e",
+        action="store_true",
+        help="run only the container end-to-end tests (make e2e: a Docker engine, built images)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The container e2e suite needs a Docker engine and minutes of image builds: it
+    # runs in `make e2e` (after `make test` in CI), never inside the unit run.
+    e2e = config.getoption("--e2e")
+    keep = [item for item in items if (item.get_closest_marker("e2e") is not None) == e2e]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+
 @pytest.fixture
 def otlp_receiver() -> Iterator[OtlpReceiver]:
     """A running test-local OTLP/HTTP receiver (``.endpoint``, ``.received()``)."""

@@ -1,22 +1,31 @@
-# syntax=docker/dockerfile:1.7
 # The wma fusion gateway: `wma gateway --config /etc/wma/gateway.yaml`.
+#
+#   bash scripts/build-images.sh            # wheelhouses, then both images (wma-*:dev)
+#
+# or by hand, after `bash scripts/wheelhouse.sh gateway`:
 #
 #   docker build -f docker/gateway.Dockerfile -t wma-gateway:dev .
 #
 # No PyTorch: the gateway only fans out, calibrates and fuses. The Helm test
-# pod also runs in this image (python + httpx + Pillow).
+# pod also runs in this image (python + httpx + Pillow). Packages come from
+# build/wheelhouse/gateway/ (requirements/gateway.lock, hashes checked again
+# here), so the build needs no network. PYTHON_IMAGE: see model-server.Dockerfile.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build ----
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip setuptools wheel
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels
+COPY build/wheelhouse/gateway /wheels
+COPY requirements/gateway.lock requirements/build.lock /src/requirements/
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes -r /src/requirements/build.lock \
+ && /opt/venv/bin/pip install --require-hashes -r /src/requirements/gateway.lock
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
 COPY calibrators/wma_calibrators ./calibrators/wma_calibrators
-RUN /opt/venv/bin/pip install . \
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 
@@ -27,7 +36,7 @@ LABEL org.opencontainers.image.title="wma-gateway" \
       org.opencontainers.image.source="https://github.com/wma/wma-ensemble"
 # The base image's own pip/setuptools/wheel go too: nothing in the final image can
 # install or build packages (the venv's were removed in the build stage).
-RUN python -m pip uninstall -y pip setuptools wheel \
+RUN if python -m pip --version >/dev/null 2>&1; then python -m pip uninstall -y pip setuptools wheel; fi \
  && groupadd --system --gid 10001 wma \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin wma
 COPY --from=build /opt/venv /opt/venv

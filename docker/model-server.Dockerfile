@@ -1,58 +1,52 @@
-# syntax=docker/dockerfile:1.7
 # The wma model server: `wma model-server` with the mock and Effort (PyTorch) backends.
 #
-#   docker build -f docker/model-server.Dockerfile -t wma-model-server:dev .                    # CPU
-#   docker build -f docker/model-server.Dockerfile --build-arg BASE=cuda -t wma-model-server:cuda .
+#   bash scripts/build-images.sh            # wheelhouses, then both images (wma-*:dev)
 #
-# BASE=cpu installs the CPU PyTorch wheels; BASE=cuda installs the CUDA 12.4
-# wheels, which carry the CUDA runtime, cuDNN and NCCL as pip packages, so the
-# final image needs only the node's NVIDIA driver (mounted by the NVIDIA
-# container runtime). Both variants share the slim Python runtime stage: no
-# compiler, no build tools, no pip in the final image.
+# or by hand, after `bash scripts/wheelhouse.sh model-server`:
+#
+#   docker build -f docker/model-server.Dockerfile -t wma-model-server:dev .
+#
+# Every Python package comes from build/wheelhouse/<LOCK>/, built on the host
+# from requirements/<LOCK>.lock (hashes checked again here): the build needs no
+# network and no registry-fetched frontend, and the legacy builder works too.
+# LOCK=model-server is the CPU build of torch. The CUDA variant is the same file
+# with a lock whose torch is a CUDA build (docs/deploy.md, "Images"):
+#   --build-arg LOCK=model-server-cuda --build-arg NVIDIA_VISIBLE_DEVICES=all
+# Its torch wheels carry the CUDA runtime, cuDNN and NCCL, so the image needs only
+# the node's NVIDIA driver (mounted by the NVIDIA container runtime).
+# PYTHON_IMAGE is any Debian-based image with python3 (3.11) and venv: the
+# official slim image by default, or one made from Debian packages alone by
+# scripts/base-image.sh where no registry can be reached.
 
-ARG BASE=cpu
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: a virtual environment with the project and its torch extra ----
-# torch-${BASE} and runtime-${BASE} below are stages of this file picked by BASE
-# (BuildKit builds only the stages the target needs), not image tags.
-FROM ${PYTHON_IMAGE} AS venv
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip setuptools wheel
-
-FROM venv AS torch-cpu
-RUN /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.2,<3"
-
-FROM venv AS torch-cuda
-ARG CUDA_WHEELS=cu124
-RUN /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/${CUDA_WHEELS} "torch>=2.2,<3"
-
-# hadolint ignore=DL3006
-FROM torch-${BASE} AS build
+FROM ${PYTHON_IMAGE} AS build
+ARG LOCK=model-server
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels
+COPY build/wheelhouse/${LOCK} /wheels
+COPY requirements/${LOCK}.lock requirements/build.lock /src/requirements/
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes -r /src/requirements/build.lock \
+ && /opt/venv/bin/pip install --require-hashes -r /src/requirements/${LOCK}.lock
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
 COPY calibrators/wma_calibrators ./calibrators/wma_calibrators
-RUN /opt/venv/bin/pip install ".[torch]" \
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 
 # ---- runtime ----
-FROM ${PYTHON_IMAGE} AS runtime-cpu
-
-FROM ${PYTHON_IMAGE} AS runtime-cuda
-# Read by the NVIDIA container runtime: expose the GPUs and the compute libraries.
-ENV NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
-
-# hadolint ignore=DL3006
-FROM runtime-${BASE} AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
+# Read by the NVIDIA container runtime: which GPUs to expose (none unless set).
+ARG NVIDIA_VISIBLE_DEVICES=void
 LABEL org.opencontainers.image.title="wma-model-server" \
       org.opencontainers.image.description="wma-ensemble model server (legacy API + OIP v2)" \
       org.opencontainers.image.source="https://github.com/wma/wma-ensemble"
 # The base image's own pip/setuptools/wheel go too: nothing in the final image can
 # install or build packages (the venv's were removed in the build stage).
-RUN python -m pip uninstall -y pip setuptools wheel \
+RUN if python -m pip --version >/dev/null 2>&1; then python -m pip uninstall -y pip setuptools wheel; fi \
  && groupadd --system --gid 10001 wma \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin wma
 COPY --from=build /opt/venv /opt/venv
@@ -62,6 +56,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
+    NVIDIA_VISIBLE_DEVICES=${NVIDIA_VISIBLE_DEVICES} \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     WMA_HEALTH_PORT=8000
 USER 10001:10001
 EXPOSE 8000

@@ -2,7 +2,7 @@
 # End-to-end on kind: create a cluster, build and load the images, install the
 # chart (kind values) and run the cluster tests (helm test, a 27-frame batch,
 # a canary weight change). Needs docker, kind and kubectl on PATH and the
-# project's dev environment (pip install -e '.[dev]'); no helm binary needed:
+# project's dev environment (make install: requirements/dev.lock); no helm binary needed:
 # the tests install through the Helm v4 SDK (helm-python-sdk).
 #
 #   k8s-tests/kind-e2e.sh                 # create, test, delete the cluster
@@ -45,8 +45,9 @@ fi
 kubectl config use-context "kind-$CLUSTER"
 
 echo "kind-e2e: building images"
-docker build -f docker/model-server.Dockerfile -t wma-model-server:dev .
-docker build -f docker/gateway.Dockerfile -t wma-gateway:dev .
+# Wheelhouses from the locks, then offline builds (pip's index settings must offer
+# the CPU torch wheel of requirements/model-server.lock).
+bash scripts/build-images.sh dev
 kind load docker-image --name "$CLUSTER" wma-model-server:dev wma-gateway:dev
 
 if [[ -n "$GATEWAY_API_VERSION" ]]; then

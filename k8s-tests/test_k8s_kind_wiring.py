@@ -33,10 +33,13 @@ def _script() -> str:
 
 
 def _built_images() -> dict[str, Path]:
-    """image tag -> Dockerfile, from the script's ``docker build -f F -t T .`` lines."""
-    builds = re.findall(r"^docker build -f (\S+) -t (\S+) \.$", _script(), re.MULTILINE)
-    assert builds, "kind-e2e.sh builds no image"
-    return {tag: REPO / dockerfile for dockerfile, tag in builds}
+    """image tag -> Dockerfile: the script runs ``scripts/build-images.sh TAG``, whose
+    ``docker build ... -f F -t "NAME:$TAG" .`` lines name the images."""
+    (tag,) = re.findall(r"^bash scripts/build-images\.sh (\S+)$", _script(), re.MULTILINE)
+    builder = (REPO / "scripts" / "build-images.sh").read_text()
+    builds = re.findall(r'^"\$DOCKER" build .* -f (\S+) -t "([^"]+)" \.$', builder, re.MULTILINE)
+    assert builds, "build-images.sh builds no image"
+    return {name.replace("$TAG", tag): REPO / dockerfile for dockerfile, name in builds}
 
 
 def _loaded_images() -> set[str]:

@@ -10,6 +10,7 @@
 #   requirements/dev.lock           make install, .ci/run
 #   requirements/model-server.lock  docker/model-server.Dockerfile (base + torch extra)
 #   requirements/gateway.lock       docker/gateway.Dockerfile (base only)
+#   requirements/build.lock         setuptools and wheel, to build the project in the images
 # Every line carries its sha256 hashes; installs use --require-hashes.
 #
 # torch is pinned to the CPU build (TORCH_PIN). Resolving needs a place that
@@ -43,19 +44,23 @@ header() {
     "Linux x86_64, CPython 3.11; torch is the CPU build ($TORCH_PIN)."
 }
 
-lock() {  # lock NAME DESCRIPTION [extra...]
-  local name=$1 what=$2 out=requirements/$1.lock
-  shift 2
+lock() {  # lock NAME DESCRIPTION SOURCE [extra...]
+  local name=$1 what=$2 source=$3 out=requirements/$1.lock
+  shift 3
   local extras=()
   for extra in "$@"; do extras+=(--extra "$extra"); done
-  { header "$what" "$out"; "${uv[@]}" pyproject.toml "${extras[@]}" -c "$constraints"; } > "$out.tmp"
+  { header "$what" "$out"; "${uv[@]}" "$source" "${extras[@]}" -c "$constraints"; } > "$out.tmp"
   mv "$out.tmp" "$out"
   echo "wrote $out ($(grep -c '==' "$out") packages)"
 }
 
 mkdir -p requirements
-lock dev "the project with its dev and torch extras" dev torch
+lock dev "the project with its dev and torch extras" pyproject.toml dev torch
 # The image locks follow dev.lock's versions.
 grep -E '^[A-Za-z0-9._-]+==' requirements/dev.lock | sed 's/ .*//' >> "$constraints"
-lock model-server "the model-server image (base and torch extra)" torch
-lock gateway "the gateway image (base dependencies)"
+lock model-server "the model-server image (base and torch extra)" pyproject.toml torch
+lock gateway "the gateway image (base dependencies)" pyproject.toml
+build_reqs=$(mktemp)
+printf 'setuptools>=68\nwheel\n' > "$build_reqs"
+lock build "the build backend the images build the project with" "$build_reqs"
+rm -f "$build_reqs"
