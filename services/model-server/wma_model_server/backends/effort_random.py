@@ -1,8 +1,9 @@
 """Random-weight Effort checkpoints with real key names and shapes, for benchmarks.
 
 A checkpoint written here has the DeepfakeBench/Effort layout (SVD-residual
-attention linears, Linear or ArcFace head, ``state_dict`` + ``model_config``)
-and loads through the same loader as a trained one. :data:`VIT_L14` is the
+attention linears, Linear or ArcFace head; ``state_dict``, ``model_config`` and
+numpy metrics, as the trainer saves them) and loads through the same loader as
+a trained one. :data:`VIT_L14` is the
 production size (CLIP ViT-L/14: 224 px, patch 14, hidden 1024, 24 layers,
 16 heads, MLP 4096; Effort keeps rank 1023 in ``weight_main``, so the residual
 has rank 1); :data:`TINY` is a toy that runs in milliseconds on a CPU. On
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = ["TINY", "VIT_L14", "EffortShape", "random_effort_state", "save_random_checkpoint"]
@@ -85,7 +87,8 @@ def random_effort_state(
 def save_random_checkpoint(
     path: Path, shape: EffortShape, *, arcface: bool = False, seed: int = 0
 ) -> None:
-    """Write a random checkpoint in the wrapped format (``state_dict`` + ``model_config``)."""
+    """Write a random checkpoint as the trainer writes one: ``state_dict``,
+    ``model_config`` and the run's metrics, ``auc``/``eer`` as ``numpy.float64``."""
     config = {
         "use_arcface_head": arcface,
         "arcface_s": 30.0,
@@ -94,4 +97,8 @@ def save_random_checkpoint(
         "rank": shape.rank,
     }
     state = random_effort_state(shape, arcface=arcface, seed=seed)
-    torch.save({"state_dict": state, "model_config": config, "epoch": 0}, path)
+    metrics = {"epoch": 0, "auc": np.float64(0.5), "eer": np.float64(0.5)}
+    torch.save(
+        {"state_dict": state, "model_config": config, **metrics, "model_checksum": "random"},
+        path,
+    )
