@@ -1,8 +1,9 @@
 """Calibrator bundles: versioned JSON, strictly validated, pinned by sha256.
 
 A bundle never holds pickled objects: each model's isotonic calibrator is its
-breakpoints. The sha256 is over the file bytes exactly as stored, so a
-deployment can pin the file it was tested with.
+breakpoints; the optional ``fusion`` field names the fusion rule (absent:
+noisy-OR, see :mod:`wma_calibrators.bundle_fusion`). The sha256 is over the
+file bytes exactly as stored, so a deployment can pin the file it was tested with.
 """
 
 from __future__ import annotations
@@ -15,19 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wma_core import IsotonicCurve, Thresholds, parse_aggregator
+from wma_core import NOISY_OR, FusionRule, IsotonicCurve, Thresholds, parse_aggregator
 from wma_core.aggregate import AggregatorError
 
+from wma_calibrators.bundle_fusion import fusion_document, parse_fusion
+from wma_calibrators.errors import BundleError
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleError",
+    "CalibratorBundle",
+    "ModelCalibrator",
+    "bundle_document",
+    "dump_bundle",
+    "load_bundle",
+    "parse_bundle",
+    "write_bundle",
+]
+
 BUNDLE_FORMAT = "wma-calibrators/v1"
-
-
-class BundleError(ValueError):
-    """A bundle that is not valid; ``field`` names the offending field."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class CalibratorBundle:
     models: Mapping[str, ModelCalibrator]
     provenance: Mapping[str, Any] = field(default_factory=dict)
     sha256: str = ""
+    fusion: FusionRule = NOISY_OR
 
     def output_ranges(self) -> dict[str, tuple[float, float]]:
         return {m: c.curve.output_range for m, c in self.models.items()}
@@ -116,7 +124,7 @@ def parse_bundle(data: bytes) -> CalibratorBundle:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError("<file>", f"not valid JSON ({exc})") from None
     doc = _mapping(raw, "<root>")
-    _no_unknown(doc, "", {"format", "thresholds", "models", "provenance"})
+    _no_unknown(doc, "", {"format", "thresholds", "models", "provenance", "fusion"})
     if doc.get("format") != BUNDLE_FORMAT:
         raise BundleError("format", f"must be {BUNDLE_FORMAT!r}, got {doc.get('format')!r}")
     thr = _mapping(doc.get("thresholds"), "thresholds")
@@ -135,6 +143,7 @@ def parse_bundle(data: bytes) -> CalibratorBundle:
         models=models,
         provenance=provenance,
         sha256=hashlib.sha256(data).hexdigest(),
+        fusion=parse_fusion(doc.get("fusion"), models),
     )
 
 
@@ -154,7 +163,7 @@ def load_bundle(path: str | Path, expected_sha256: str | None = None) -> Calibra
 
 def bundle_document(bundle: CalibratorBundle) -> dict[str, Any]:
     """The JSON document of a bundle (without its sha256, which is of the bytes)."""
-    return {
+    doc: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "thresholds": {"t_low": bundle.thresholds.t_low, "t_high": bundle.thresholds.t_high},
         "models": {
@@ -167,6 +176,10 @@ def bundle_document(bundle: CalibratorBundle) -> dict[str, Any]:
         },
         "provenance": dict(bundle.provenance),
     }
+    fusion = fusion_document(bundle.fusion)
+    if fusion is not None:
+        doc["fusion"] = fusion
+    return doc
 
 
 def dump_bundle(bundle: CalibratorBundle) -> bytes:

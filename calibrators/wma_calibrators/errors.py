@@ -2,7 +2,7 @@
 
 Every error a user can cause (a bad scores file, an unknown aggregator in a
 mapping, an untrusted pickle) is a :class:`CalibrateError`; bundle validation
-keeps its own :class:`wma_calibrators.bundle.BundleError`, which names the
+keeps its own :class:`BundleError` (re-exported by :mod:`wma_calibrators.bundle`), which names the
 offending field. The CLI maps both to exit code 2 and a one-line message.
 """
 
@@ -19,3 +19,12 @@ class ScoresError(CalibrateError):
 
 class UntrustedPickleError(CalibrateError):
     """A legacy pickle that was not explicitly trusted (unpickling runs code)."""
+
+
+class BundleError(ValueError):
+    """A bundle that is not valid; ``field`` names the offending field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem

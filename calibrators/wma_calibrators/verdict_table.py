@@ -2,8 +2,8 @@
 
 The mock model server scores a frame as mean(RGB)/255 plus a per-model bias,
 so a batch of grey frames of value ``v`` gives every model the same per-frame
-probability; the bundle's own aggregators, calibrators, noisy-OR and
-thresholds then decide. Demos and gateway tests pick grey levels from here.
+probability; the bundle's own aggregators, calibrators, fusion rule
+and thresholds then decide. Demos and gateway tests pick grey levels from here.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def grey_levels(
             prob = float(np.clip(value / 255.0 + bias.get(model_id, 0.0), 0.0, 1.0))
             score = pools[model_id](np.full(frames, prob))
             calibrated[model_id] = None if score is None else cal.curve(score)
-        fused = fuse(calibrated, ranges)
+        fused = fuse(calibrated, ranges, bundle.fusion)
         decision = decide(fused, bundle.thresholds)
         assert fused.score is not None  # every member scored
         levels.append(GreyLevel(value, fused.score, decision.verdict))

@@ -15,7 +15,8 @@ from wma_core.aggregate import (
     topk_mean,
 )
 from wma_core.calibration import IsotonicCurve
-from wma_core.fusion import FusedScore, fuse, noisy_or
+from wma_core.fusion import FusedScore, fuse
+from wma_core.fusion_rules import FUSION_KINDS, NOISY_OR, FusionRule, logit, noisy_or, sigmoid
 from wma_core.verdict import (
     BANNER_RANK,
     T_HIGH_DEFAULT,
@@ -35,6 +36,8 @@ from wma_core.verdict import (
 
 __all__ = [
     "BANNER_RANK",
+    "FUSION_KINDS",
+    "NOISY_OR",
     "T_HIGH_DEFAULT",
     "T_LOW_DEFAULT",
     "VALID_FORMS",
@@ -44,6 +47,7 @@ __all__ = [
     "Confidence",
     "Decision",
     "FusedScore",
+    "FusionRule",
     "IsotonicCurve",
     "Thresholds",
     "Verdict",
@@ -53,8 +57,10 @@ __all__ = [
     "decide",
     "fuse",
     "legacy_banner",
+    "logit",
     "noisy_or",
     "parse_aggregator",
+    "sigmoid",
     "softmax_pool",
     "topk_mean",
     "verdict_for_interval",

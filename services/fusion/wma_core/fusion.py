@@ -1,11 +1,12 @@
-"""Noisy-OR fusion, including the degradation-aware interval rule.
+"""Fusion of calibrated member scores, including the degradation-aware interval rule.
 
 When some members gave no score (failed, timed out or scored no frame), the
-fused score is unknown but bounded: noisy-OR is monotone non-decreasing in
-every input, so putting each missing member at the minimum and at the maximum
-of its calibrator's output range gives the lowest and highest fused score the
-full ensemble could have produced. The verdict is then decided on that
-interval (see :func:`wma_core.verdict.decide`).
+fused score is unknown but bounded: every fusion rule is monotone
+non-decreasing in every input (:mod:`wma_core.fusion_rules`), so putting each
+missing member at the minimum and at the maximum of its calibrator's output
+range gives the lowest and highest fused score the full ensemble could have
+produced. The verdict is then decided on that interval (see
+:func:`wma_core.verdict.decide`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
+from wma_core.fusion_rules import NOISY_OR, FusionRule, noisy_or
 
-
-def noisy_or(probs: npt.ArrayLike) -> float:
-    """``1 - prod(1 - p_i)``; an empty input fuses to 0."""
-    p = np.asarray(probs, dtype=np.float64).ravel()
-    return float(1.0 - np.prod(1.0 - p))
+__all__ = ["FusedScore", "fuse", "noisy_or"]
 
 
 @dataclass(frozen=True)
@@ -45,19 +41,25 @@ class FusedScore:
 def fuse(
     calibrated: Mapping[str, float | None],
     output_ranges: Mapping[str, tuple[float, float]],
+    rule: FusionRule = NOISY_OR,
 ) -> FusedScore:
-    """Fuse calibrated per-model scores; ``None`` marks a member without a score.
+    """Fuse calibrated per-model scores with ``rule``; ``None`` marks a member
+    without a score.
 
     ``output_ranges`` gives, for every member, the ``(min, max)`` its calibrator
     can return; it is read only for missing members.
     """
-    present = [float(v) for v in calibrated.values() if v is not None]
+    present = {m: float(v) for m, v in calibrated.items() if v is not None}
     missing = tuple(k for k, v in calibrated.items() if v is None)
     for model_id in missing:
         if model_id not in output_ranges:
             raise KeyError(f"no calibrator output range for missing model {model_id!r}")
-    lows = present + [output_ranges[m][0] for m in missing]
-    highs = present + [output_ranges[m][1] for m in missing]
-    lo, hi = noisy_or(lows), noisy_or(highs)
+    if not calibrated:
+        lo = hi = 0.0
+    else:
+        # Present members first, then the missing ones (the historical order of the product).
+        lows = present | {m: output_ranges[m][0] for m in missing}
+        highs = present | {m: output_ranges[m][1] for m in missing}
+        lo, hi = rule.combine(lows), rule.combine(highs)
     score = lo if not missing else None
     return FusedScore(score=score, interval=(lo, hi), missing=missing, present=len(present))

@@ -170,8 +170,9 @@ async def run_ensemble(
         # Every member has its calibrator in the bundle (build_state checks it);
         # a few curve ends per request: not worth caching.
         calibrated = {mid: m.calibrated for mid, m in members.items()}
-        fused = fuse(calibrated, state.bundle.output_ranges())
+        fused = fuse(calibrated, state.bundle.output_ranges(), state.bundle.fusion)
         decision = decide(fused, state.thresholds)
+        span.set_attribute("wma.fusion.rule", state.bundle.fusion.kind)
         span.set_attribute("wma.fusion.present", fused.present)
         span.set_attribute("wma.fusion.interval", list(fused.interval))
         span.set_attribute("wma.verdict", decision.verdict.value)
