@@ -1,5 +1,5 @@
-"""``wma calibrate ...``: argument parsers of fit, import-legacy, report, verify, synth
-and verdict-table.
+"""``wma calibrate ...``: argument parsers of fit, import-legacy, report, verify, synth,
+verdict-table (and simulate, :mod:`wma_calibrators.cli_simulate`).
 
 Handlers live in :mod:`wma_calibrators.commands` and are wrapped by
 :func:`wma_calibrators.console.guarded`, which owns the exit codes (0 success,
@@ -41,6 +41,18 @@ def _command(sub: Any, name: str, summary: str, description: str) -> argparse.Ar
     return parser
 
 
+def frames_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--frames",
+        action="append",
+        default=[],
+        metavar="ID=PATH",
+        help="the training pipeline's frame scores of one model (columns method, label, "
+        "frame_path, frame_prob; .csv, .csv.gz or .parquet), instead of SCORES; repeat "
+        "once per model (default: none)",
+    )
+
+
 def _bundle_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="calibrator bundle JSON (wma-calibrators/v1)")
 
@@ -62,11 +74,23 @@ def register(subparsers: Any) -> None:
         "fit",
         "fit isotonic calibrators and thresholds from scores",
         "Aggregates each video's frame scores per model, fits one isotonic calibrator per "
-        "model and places the UNCERTAIN band on out-of-fold noisy-OR scores, then prints "
-        "the metrics table.",
+        "model and places the UNCERTAIN band on out-of-fold fused scores (--fusion), then "
+        "prints the metrics table and the three fusions side by side.",
     )
-    p.add_argument("scores", metavar="SCORES", help="CSV or Parquet scores (long or wide layout)")
+    p.add_argument(
+        "scores",
+        metavar="SCORES",
+        nargs="?",
+        help="CSV or Parquet scores (long or wide layout); or give --frames",
+    )
+    frames_flag(p)
     p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle JSON to write")
+    p.add_argument(
+        "--fusion",
+        choices=("noisy_or", "sum_logits", "stacked"),
+        default="noisy_or",
+        help="fusion rule in the bundle; the report compares all three (default: %(default)s)",
+    )
     _aggregator_flags(p)
     p.add_argument(
         "--folds", type=int, default=5, help="k of the stratified k-fold (default: %(default)s)"
@@ -120,6 +144,7 @@ def register(subparsers: Any) -> None:
     )
     _bundle_arg(p)
     p.add_argument("--scores", help="CSV or Parquet scores to evaluate on (default: none)")
+    frames_flag(p)
     p.add_argument(
         "--out", default="calibration-report", help="output directory (default: %(default)s)"
     )
@@ -177,3 +202,7 @@ def register(subparsers: Any) -> None:
         help="per-model bias of the mock server; repeatable (default: 0 for every model)",
     )
     p.set_defaults(handler=guarded(commands.verdict_table))
+
+    from wma_calibrators.cli_simulate import register_simulate
+
+    register_simulate(sub, _command, _bundle_arg)

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wma_calibrators.console import progress, say
 from wma_calibrators.errors import CalibrateError
@@ -42,20 +42,24 @@ def _check_out_file(out: str) -> None:
 
 
 def _load_videos(
-    path: str, aggregators_for: Callable[[tuple[str, ...]], dict[str, str]]
-) -> tuple[VideoScores, dict[str, str], str]:
-    from wma_calibrators.scores import model_ids_of, read_table, video_scores
+    path: str | None,
+    frames: list[str],
+    aggregators_for: Callable[[tuple[str, ...]], dict[str, str]],
+) -> tuple[VideoScores, dict[str, str], dict[str, Any]]:
+    from wma_calibrators.scores import video_scores
+    from wma_calibrators.sources import read_scores
 
-    df, sha = read_table(path)
-    ids = model_ids_of(df)
-    aggregators = aggregators_for(ids)
-    videos = video_scores(df, aggregators, progress=progress(), model_ids=ids)
+    source = read_scores(path, frames)
+    aggregators = aggregators_for(source.model_ids)
+    videos = video_scores(
+        source.table, aggregators, progress=progress(), model_ids=source.model_ids
+    )
     if videos.dropped:
         say(
             f"note: {videos.dropped} video(s) lacked a score from some model and were left out",
             err=True,
         )
-    return videos, aggregators, sha
+    return videos, aggregators, source.provenance
 
 
 def fit(args: argparse.Namespace) -> int:
@@ -68,10 +72,11 @@ def fit(args: argparse.Namespace) -> int:
     _check_seed(args.seed)
     rate = args.uncertain_rate
     _require(0.0 < rate < 1.0, f"--uncertain-rate: uncertain rate must be in (0, 1), got {rate}")
-    videos, aggregators, sha = _load_videos(
-        args.scores, lambda ids: agg.resolve(ids, args.aggregator, args.aggregator_config)
+    videos, aggregators, provenance = _load_videos(
+        args.scores,
+        args.frames,
+        lambda ids: agg.resolve(ids, args.aggregator, args.aggregator_config),
     )
-    provenance = {"source_sha256": sha, "source_name": Path(args.scores).name}
     if args.created:
         provenance["created"] = args.created
     result = fit_bundle(
@@ -82,6 +87,7 @@ def fit(args: argparse.Namespace) -> int:
         uncertain_rate=rate,
         provenance=provenance,
         progress=progress(),
+        fusion=args.fusion,
     )
     digest = write_bundle(result.bundle, args.out)
     say(result.report)
@@ -112,19 +118,22 @@ def import_legacy(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from wma_calibrators.bundle import load_bundle
+    from wma_calibrators.bundle_fusion import describe_fusion
     from wma_calibrators.report import write_report
 
     _require(not Path(args.out).is_file(), f"--out {args.out} is a file, not a directory")
     bundle = load_bundle(args.bundle)
     videos = None
-    if args.scores:
+    if args.scores or args.frames:
         wanted = {m: c.aggregator for m, c in bundle.models.items()}
         videos, _, _ = _load_videos(
-            args.scores, lambda ids: {m: wanted.get(m, "mean") for m in ids}
+            args.scores, args.frames, lambda ids: {m: wanted.get(m, "mean") for m in ids}
         )
     written, table = write_report(bundle, args.out, videos)
     if table:
         say(table + "\n")
+    else:
+        say(describe_fusion(bundle.fusion))
     for path in written:
         say(f"wrote {path}")
     return 0
@@ -132,6 +141,7 @@ def report(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     from wma_calibrators.bundle import load_bundle
+    from wma_calibrators.bundle_fusion import describe_fusion
 
     pin = args.sha256
     _require(
@@ -145,6 +155,7 @@ def verify(args: argparse.Namespace) -> int:
     for model_id, cal in bundle.models.items():
         lo, hi = cal.curve.output_range
         say(f"  {model_id}: {cal.aggregator}, {cal.curve.x.size} points, output [{lo}, {hi}]")
+    say(describe_fusion(bundle.fusion))
     created = bundle.provenance.get("created")
     if created:
         say(f"created {created} by {bundle.provenance.get('tool_version', '?')}")

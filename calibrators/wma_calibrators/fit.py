@@ -3,7 +3,9 @@
 The exported calibrators are fitted on all videos. Honest metrics and the
 thresholds come from out-of-fold calibrated scores (stratified k-fold, seeded):
 each video is calibrated by curves that never saw it, then fused with the
-core's noisy-OR exactly as the gateway will fuse live scores.
+bundle's fusion rule (the core's, exactly as the gateway will fuse live
+scores; see :mod:`wma_calibrators.fusion_fit`). All three fusions are compared
+in the report; only the chosen one goes into the bundle.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import numpy.typing as npt
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
-from wma_core import IsotonicCurve, noisy_or
+from wma_core import IsotonicCurve
 
 from wma_calibrators.bundle import CalibratorBundle, ModelCalibrator
 from wma_calibrators.errors import CalibrateError
-from wma_calibrators.metrics import auc, decision_metrics, metrics_report, youden_point
+from wma_calibrators.fusion_fit import comparison_table, fit_all, fuse_rows
+from wma_calibrators.metrics import auc, decision_metrics, metrics_report
 from wma_calibrators.provenance import created_timestamp, tool_version
 from wma_calibrators.scores import VideoScores
-from wma_calibrators.thresholds import choose_band
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -41,10 +43,7 @@ def curve_of(model: IsotonicRegression) -> IsotonicCurve:
     return IsotonicCurve.from_points(model.X_thresholds_, model.y_thresholds_)
 
 
-def fuse_rows(calibrated: Mapping[str, FloatArray]) -> FloatArray:
-    """Noisy-OR (the core's) of each video's calibrated member scores."""
-    matrix = np.column_stack([np.asarray(v, dtype=np.float64) for v in calibrated.values()])
-    return np.fromiter((noisy_or(row) for row in matrix), dtype=np.float64, count=len(matrix))
+__all__ = ["FitResult", "curve_of", "fit_bundle", "fit_isotonic", "fuse_rows", "out_of_fold"]
 
 
 def out_of_fold(
@@ -87,12 +86,15 @@ def fit_bundle(
     uncertain_rate: float = 0.02,
     provenance: Mapping[str, Any] | None = None,
     progress: bool = False,
+    fusion: str = "noisy_or",
 ) -> FitResult:
-    """Fit calibrators and thresholds; returns the bundle and its metrics table."""
+    """Fit calibrators, the ``fusion`` and thresholds; returns the bundle and its report."""
     oof = out_of_fold(videos, k, seed, progress)
-    fused = fuse_rows(oof)
-    centre = youden_point(videos.labels, fused)
-    thresholds = choose_band(fused, centre, uncertain_rate)
+    fits = fit_all(oof, videos.labels, k=k, seed=seed, uncertain_rate=uncertain_rate)
+    chosen = fits[fusion]
+    if chosen.thresholds is None:
+        raise CalibrateError(f"fusion {fusion}: {chosen.problem}")
+    fused, centre, thresholds = chosen.oof, chosen.centre, chosen.thresholds
     models: dict[str, ModelCalibrator] = {}
     for model_id, scores in videos.scores.items():
         curve = curve_of(fit_isotonic(scores, videos.labels))
@@ -108,10 +110,16 @@ def fit_bundle(
     prov: dict[str, Any] = dict(provenance or {})
     prov.setdefault("created", created_timestamp())
     prov.setdefault("tool_version", tool_version())
+    fused_by = {
+        "noisy_or": "noisy-OR",
+        "sum_logits": "sum-of-logits",
+        "stacked": "stacked (non-negative logistic regression on calibrated logits, "
+        "fitted out of fold)",
+    }[fusion]
     prov["method"] = (
         f"isotonic regression per model (scikit-learn IsotonicRegression, out_of_bounds=clip, "
         f"y in [0, 1]) on aggregated video scores, exported from all {len(videos)} videos; "
-        f"thresholds from {k}-fold stratified out-of-fold noisy-OR scores (seed {seed}): "
+        f"thresholds from {k}-fold stratified out-of-fold {fused_by} scores (seed {seed}): "
         f"band centred on the Youden point {centre!r} holding {uncertain_rate:.2%} of videos "
         "by rank"
     )
@@ -128,6 +136,18 @@ def fit_bundle(
         "oof_fpr_certain": _number(decided.fpr_certain),
         "oof_uncertain_rate": _number(decided.uncertain_rate),
     }
-    bundle = CalibratorBundle(thresholds=thresholds, models=models, provenance=prov)
-    report = metrics_report(videos.labels, fused, dict(videos.scores), thresholds, videos.methods)
+    if fusion != "noisy_or":  # noisy-OR bundles stay byte for byte as they always were
+        prov["fit"]["fusion"] = fusion
+    bundle = CalibratorBundle(
+        thresholds=thresholds, models=models, provenance=prov, fusion=chosen.rule
+    )
+    report = metrics_report(
+        videos.labels,
+        fused,
+        dict(videos.scores),
+        thresholds,
+        videos.methods,
+        fusion_label=chosen.rule.label,
+    )
+    report += "\n\n" + comparison_table(videos.labels, fits, fusion)
     return FitResult(bundle=bundle, report=report)

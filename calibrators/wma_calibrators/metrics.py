@@ -68,7 +68,7 @@ def decision_metrics(
     )
 
 
-def _fmt(value: float, percent: bool = False) -> str:
+def fmt(value: float, percent: bool = False) -> str:
     if np.isnan(value):
         return "-"
     return f"{100 * value:.2f}%" if percent else f"{value:.4f}"
@@ -93,10 +93,11 @@ def metrics_report(
     model_scores: dict[str, FloatArray],
     thresholds: Thresholds,
     methods: Sequence[str] | None = None,
+    fusion_label: str = "noisy-OR",
 ) -> str:
     """The metrics table printed by ``fit`` and ``report``."""
-    auc_rows = [[m, str(labels.size), _fmt(auc(labels, s))] for m, s in model_scores.items()]
-    auc_rows.append(["fused (noisy-OR)", str(labels.size), _fmt(auc(labels, fused))])
+    auc_rows = [[m, str(labels.size), fmt(auc(labels, s))] for m, s in model_scores.items()]
+    auc_rows.append([f"fused ({fusion_label})", str(labels.size), fmt(auc(labels, fused))])
     parts = [format_table(["model", "videos", "AUC"], auc_rows)]
     groups: list[tuple[str, npt.NDArray[np.bool_]]] = [("all", np.ones(labels.size, bool))]
     if methods is not None:
@@ -111,9 +112,9 @@ def metrics_report(
                 str(d.n),
                 str(d.n_fake),
                 str(d.n_real),
-                _fmt(d.tpr_certain, True),
-                _fmt(d.fpr_certain, True),
-                _fmt(d.uncertain_rate, True),
+                fmt(d.tpr_certain, True),
+                fmt(d.fpr_certain, True),
+                fmt(d.uncertain_rate, True),
             ]
         )
     headers = ["method", "videos", "fake", "real", "TPR(certain)", "FPR(certain)", "uncertain"]

@@ -18,8 +18,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from wma_calibrators.bundle import CalibratorBundle
+from wma_calibrators.bundle_fusion import describe_fusion
 from wma_calibrators.errors import ScoresError
-from wma_calibrators.fit import fuse_rows
+from wma_calibrators.fusion_fit import fuse_rows
 from wma_calibrators.metrics import metrics_report
 from wma_calibrators.scores import VideoScores
 
@@ -112,7 +113,7 @@ def fused_histogram_figure(
     ax.set(
         xlabel="-log10(1 - fused score), capped at 12",
         ylabel="videos (log scale)",
-        title="Fused noisy-OR scores",
+        title=f"Fused {bundle.fusion.label} scores",
     )
     ax.legend(loc="upper center")
     return fig
@@ -137,7 +138,7 @@ def _curves(bundle: CalibratorBundle) -> Figure:
         left.plot(grid, cal.curve.predict(grid), label=f"{model_id} ({cal.aggregator})")
     left.set(xlabel="aggregated score", ylabel="calibrated probability", title="Calibrators")
     left.legend(loc="upper left")
-    fused = fuse_rows({m: c.curve.predict(grid) for m, c in bundle.models.items()})
+    fused = fuse_rows({m: c.curve.predict(grid) for m, c in bundle.models.items()}, bundle.fusion)
     right.plot(grid, _nines(fused), color="black", label="fused, all models equal")
     _mark_thresholds(right, bundle, vertical=False)
     right.set(xlabel="aggregated score (same for every model)", ylabel="-log10(1 - fused)")
@@ -162,7 +163,7 @@ def write_report(
     if videos is None:
         return written, None
     cal = calibrated_scores(bundle, videos)
-    fused = fuse_rows(cal)
+    fused = fuse_rows(cal, bundle.fusion)
     labels = videos.labels.astype(np.float64)
     save(reliability_figure(bundle, labels, cal), "reliability.png")
     save(fused_histogram_figure(bundle, labels, fused), "fused_histogram.png")
@@ -172,7 +173,9 @@ def write_report(
         {m: videos.scores[m] for m in bundle.models},
         bundle.thresholds,
         videos.methods,
+        fusion_label=bundle.fusion.label,
     )
+    table = describe_fusion(bundle.fusion) + "\n\n" + table
     (out / "metrics.txt").write_text(table + "\n", encoding="utf-8")
     written.append(out / "metrics.txt")
     return written, table

@@ -1,9 +1,12 @@
 """Reading training/evaluation scores (CSV or Parquet) into per-video scores.
 
-Two layouts are accepted:
+Three layouts are accepted:
 
-* **long** (per frame): columns ``model_id, video_id, label, frame_prob`` and an
-  optional ``method``; each video's frames are pooled with the model's aggregator.
+* **long** (per frame): columns ``model_id, video_id, label, frame_prob`` and the
+  optional ``method`` and ``frame_index`` (frame order; else the file's row order);
+  each video's frames are pooled with the model's aggregator.
+* **training** (per frame, one file per model, ``--frames ID=PATH``): the training
+  pipeline's ``method, label, frame_path, frame_prob`` (see :mod:`wma_calibrators.frames`).
 * **wide** (per video, already aggregated): ``video_id, label, [method]`` and one
   column per model id holding that model's aggregated score (empty = no score).
 
@@ -27,6 +30,7 @@ from tqdm import tqdm
 from wma_core import parse_aggregator
 
 from wma_calibrators.errors import ScoresError
+from wma_calibrators.frames import check_frame_rows, sort_frames, tag_rows
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -79,7 +83,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, str]:
             df = pd.read_csv(
                 io.BytesIO(data),
                 compression="gzip" if p.name.lower().endswith(".gz") else None,
-                dtype={"video_id": str, "model_id": str, "method": str},
+                dtype={"video_id": str, "model_id": str, "method": str, "frame_path": str},
             )
     except (ValueError, OSError, EOFError, ImportError, ArrowException) as exc:
         # Corrupt or truncated files surface as whichever error the reader hits first
@@ -103,11 +107,16 @@ def _per_video(df: pd.DataFrame, column: str) -> pd.Series:
     return df.groupby("video_id", sort=True)[column].first()
 
 
+def checked_frames(df: pd.DataFrame) -> pd.DataFrame:
+    """Long-layout rows checked row by row and sorted by video, model and frame."""
+    if "_file" not in df.columns:
+        df = tag_rows(df, "scores")
+    df = df.assign(video_id=df["video_id"].astype(str), model_id=df["model_id"].astype(str))
+    return sort_frames(check_frame_rows(df))
+
+
 def _long_to_wide(df: pd.DataFrame, aggregators: Mapping[str, str], progress: bool) -> pd.DataFrame:
-    probs = pd.to_numeric(df["frame_prob"], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(probs)) or np.any((probs < 0) | (probs > 1)):
-        raise ScoresError("column 'frame_prob' must hold finite probabilities in [0, 1]")
-    df = df.assign(frame_prob=probs, video_id=df["video_id"].astype(str))
+    df = checked_frames(df)
     pools = {m: parse_aggregator(name) for m, name in aggregators.items()}
     groups = df.groupby(["video_id", "model_id"], sort=True)["frame_prob"]
     rows: dict[tuple[str, str], float | None] = {}
@@ -153,8 +162,10 @@ def video_scores(
     ids = model_ids_of(df) if model_ids is None else tuple(model_ids)
     if df.empty:
         raise ScoresError("scores file has no rows")
-    layout = "long" if "frame_prob" in df.columns else "wide"
-    if layout == "long":
+    layout = "wide"
+    if "frame_prob" in df.columns:
+        layout = "training" if "frame_path" in df.columns else "long"
+    if layout != "wide":
         wide = _long_to_wide(df, {m: aggregators[m] for m in ids}, progress)
     else:
         wide = df.assign(video_id=df["video_id"].astype(str))
