@@ -18,7 +18,7 @@ from wma_cli.main import build_parser, main
 
 CliResult = tuple[int, str, str]
 MOCK = Path(__file__).resolve().parents[1] / "mock.json"
-ACTIONS = ("fit", "import-legacy", "report", "verify", "synth", "verdict-table")
+ACTIONS = ("fit", "import-legacy", "report", "verify", "synth", "verdict-table", "simulate")
 
 
 @pytest.fixture(scope="module")
