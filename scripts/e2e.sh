@@ -8,7 +8,8 @@
 #    (scripts/base-image.sh, as root);
 # 3. the wheelhouses of both images from the locks (scripts/wheelhouse.sh);
 # 4. the tests: they build wma-model-server:dev and wma-gateway:dev offline, run the
-#    rendered release, and remove every container and network they made.
+#    rendered release, and remove every container and network they made;
+# 5. dangling images older than a day are pruned (the two images stay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -25,5 +26,8 @@ fi
 bash scripts/wheelhouse.sh model-server
 bash scripts/wheelhouse.sh gateway
 "$PYTHON" -m pytest --e2e k8s-tests/test_k8s_containers.py -p no:cacheprovider
+# Untagged build stages of earlier builds are the next build's cache; a day old, they
+# are only disk.
+${DOCKER:-docker} image prune --force --filter until=24h >/dev/null
 echo "e2e figures (build/e2e/report.json):"
 cat build/e2e/report.json
