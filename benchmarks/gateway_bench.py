@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 from wma_fusion.samples import grey_frame
 from wma_fusion.stack import LocalStack, free_port
-from wma_model_server.protocol import encode_infer_request
+from wma_wire.protocol import encode_infer_request
 
 READY_TIMEOUT_S = 30.0
 

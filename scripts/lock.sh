@@ -45,7 +45,7 @@ header() {
 }
 
 lock() {  # lock NAME DESCRIPTION SOURCE [extra...]
-  local name=$1 what=$2 source=$3 out=requirements/$1.lock
+  local what=$2 source=$3 out=requirements/$1.lock
   shift 3
   local extras=()
   for extra in "$@"; do extras+=(--extra "$extra"); done

@@ -11,7 +11,7 @@ import pytest
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import ModelEntry
 from wma_fusion.upstream import MemberReply, call_member
-from wma_model_server.protocol import UNSCORED, encode_infer_response
+from wma_wire.protocol import UNSCORED, encode_infer_response
 
 ENTRY = ModelEntry(id="m1", endpoint="http://member:8000")  # type: ignore[arg-type]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 from wma_core import BANNER_RANK, Banner
-from wma_model_server.imaging import sniff_format
+from wma_wire.frames import sniff_format
 
 # The gateway answers within its fan-out deadline (4.5 s by default) plus overhead.
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)

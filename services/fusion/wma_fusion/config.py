@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from wma_model_server.imaging import FrameLimits
+from wma_wire.frames import FrameLimits
 
 from wma_fusion.errors import ConfigError
 from wma_fusion.rollout.config import RolloutConfig

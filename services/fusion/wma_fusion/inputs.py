@@ -1,12 +1,11 @@
 """Reading an ``/v1/analyze`` request: body size cap, in-memory multipart, field checks.
 
 Frames are biometric data, so the multipart body is parsed in memory (Starlette's
-parser spools large parts to temporary files) by the model server's reader
-(:mod:`wma_model_server.formdata`) and never logged. The body cap
-(:mod:`wma_model_server.body`), the accepted part types
-(:mod:`wma_model_server.legacy_form`), the frame limits and format checks
-(:mod:`wma_model_server.imaging`) are the model server's own, so a request the
-gateway accepts is never refused by a member; a refusal keeps its status
+parser spools large parts to temporary files) by the shared reader
+(:mod:`wma_wire.formdata`) and never logged. The body cap (:mod:`wma_wire.body`),
+the accepted part types (:mod:`wma_wire.legacy_form`), the frame limits and format
+checks (:mod:`wma_wire.frames`) are the model server's too, so a request the
+gateway accepts is never refused by a member; their errors keep their status
 (400/413/415). Frame checks run in a worker thread so header parsing never blocks
 the event loop.
 """
@@ -19,13 +18,12 @@ from dataclasses import dataclass
 
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
-from wma_model_server.body import read_body
-from wma_model_server.exceptions import ModelServerError
-from wma_model_server.formdata import FormPart, read_form_parts
-from wma_model_server.imaging import FrameLimits, validate_frames
-from wma_model_server.legacy_form import ALLOWED_PART_TYPES
+from wma_wire.body import read_body
+from wma_wire.formdata import FormPart, read_form_parts
+from wma_wire.frames import FrameLimits, validate_frames
+from wma_wire.legacy_form import ALLOWED_PART_TYPES
 
-from wma_fusion.errors import InputError, PayloadTooLarge, UnsupportedMedia
+from wma_fusion.errors import InputError, UnsupportedMedia
 
 PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: "$" would allow "\n"
 MAX_FIELD_BYTES = 4096
@@ -39,27 +37,18 @@ class AnalyzeInput:
     meeting_id: str | None
 
 
-def _gateway_error(exc: ModelServerError) -> InputError:
-    """The gateway's error of the same status as a model-server check's refusal."""
-    error = {413: PayloadTooLarge, 415: UnsupportedMedia}.get(exc.status_code, InputError)
-    return error(exc.message)
-
-
 def parse_multipart(body: bytes, content_type: str, max_files: int) -> list[FormPart]:
     """Every part of a complete ``multipart/form-data`` body, in order: the model
     server's in-memory reader, which refuses an empty, cut-off or unterminated body
     (400) and far more parts than ``max_files`` frames (413)."""
     if parse_options_header(content_type)[0] != b"multipart/form-data":
         raise UnsupportedMedia("the request must be multipart/form-data with a 'files' field")
-    try:
-        return read_form_parts(
-            body,
-            content_type,
-            max_parts=max_files + EXTRA_FORM_PARTS,
-            limit_note=f"max_files={max_files}",
-        )
-    except ModelServerError as exc:
-        raise _gateway_error(exc) from None
+    return read_form_parts(
+        body,
+        content_type,
+        max_parts=max_files + EXTRA_FORM_PARTS,
+        limit_note=f"max_files={max_files}",
+    )
 
 
 def _text_field(parts: list[FormPart], request: Request, name: str) -> str | None:
@@ -81,10 +70,8 @@ def _text_field(parts: list[FormPart], request: Request, name: str) -> str | Non
 
 async def read_analyze_request(request: Request, limits: FrameLimits) -> AnalyzeInput:
     """Everything ``/v1/analyze`` needs, checked; raises :class:`InputError` subclasses."""
-    try:  # the cap allows for the multipart framing around the frames themselves
-        body = await read_body(request, limits.max_request_bytes)
-    except ModelServerError as exc:
-        raise _gateway_error(exc) from None
+    # the cap allows for the multipart framing around the frames themselves
+    body = await read_body(request, limits.max_request_bytes)
     # Parsing up to 64 MiB of multipart is CPU work: keep it off the event loop.
     parts = await asyncio.to_thread(
         parse_multipart, body, request.headers.get("content-type", ""), limits.max_files
@@ -110,8 +97,5 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
         raise InputError("meeting_id must be 1-128 characters of [A-Za-z0-9._:@-]")
     if not frames:
         raise InputError("no frames: send one or more JPEG/PNG images in the 'files' field")
-    try:
-        await asyncio.to_thread(validate_frames, frames, limits)
-    except ModelServerError as exc:
-        raise _gateway_error(exc) from None
+    await asyncio.to_thread(validate_frames, frames, limits)
     return AnalyzeInput(frames, participant_id, meeting_id)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from wma_calibrators.bundle import BundleError, CalibratorBundle, load_bundle
 from wma_core import Aggregator, IsotonicCurve, Thresholds, parse_aggregator
-from wma_model_server.imaging import FrameLimits
+from wma_wire.frames import FrameLimits
 
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import GatewayConfig, ModelEntry, read_config

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from wma_model_server.telemetry import tracer_provider_from_env
+from wma_wire.tracing import tracer_provider_from_env
 
 from wma_fusion.config import TelemetryConfig
 from wma_fusion.errors import ConfigError
@@ -31,7 +31,7 @@ def make_tracer_provider(
     telemetry: TelemetryConfig, env: Mapping[str, str] | None = None
 ) -> TracerProvider:
     """A provider exporting to console and/or OTLP/HTTP (``OTEL_EXPORTER_OTLP_*`` apply),
-    built by the model server's :func:`~wma_model_server.telemetry.tracer_provider_from_env`.
+    built by :func:`wma_wire.tracing.tracer_provider_from_env` (the model server's too).
 
     ``telemetry.traces_exporter`` wins over ``OTEL_TRACES_EXPORTER`` (a comma-separated
     list, default ``none``); ``telemetry.service_name``, when set in the config, wins
@@ -46,7 +46,7 @@ def make_tracer_provider(
     if telemetry.traces_exporter:
         resolved["OTEL_TRACES_EXPORTER"] = telemetry.traces_exporter
     try:
-        provider = tracer_provider_from_env("gateway", resolved)
+        provider = tracer_provider_from_env(name, resolved)
     except ValueError as exc:  # "VARIABLE='value' is not supported; ..."
         variable, _, problem = str(exc).partition("=")
         raise ConfigError(variable, problem) from None

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import numpy as np
 from opentelemetry import propagate
-from wma_model_server.imaging import sniff_format
-from wma_model_server.protocol import (
+from wma_wire.frames import sniff_format
+from wma_wire.protocol import (
     UNSCORED,
     ProtocolError,
     decode_infer_response,

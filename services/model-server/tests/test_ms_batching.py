@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import wma_model_server.pipeline as pipeline_module
 from prometheus_client.parser import text_string_to_metric_families
-from wma_model_server.protocol import encode_infer_request
+from wma_wire.protocol import encode_infer_request
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from wma_model_server.protocol import encode_infer_request
+from wma_wire.protocol import encode_infer_request
 
 pytestmark = pytest.mark.anyio
 

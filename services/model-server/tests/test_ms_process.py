@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from live_processes import WMA, free_port, start_model_server
-from wma_model_server.protocol import decode_infer_response, encode_infer_request
+from wma_wire.protocol import decode_infer_response, encode_infer_request
 
 pytestmark = pytest.mark.slow
 MODEL_ID = "9rfa62j1"

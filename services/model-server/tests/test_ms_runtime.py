@@ -16,7 +16,7 @@ import wma_model_server.pipeline as pipeline_module
 import wma_model_server.routes_legacy as legacy_module
 import wma_model_server.routes_v2 as v2_module
 from wma_model_server.backends.mock import MockBackend
-from wma_model_server.protocol import (
+from wma_wire.protocol import (
     InferRequest,
     InferTensor,
     encode_infer_request,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from wma_model_server.protocol import (
+from wma_wire.protocol import (
     UNSCORED,
     InferTensor,
     decode_infer_response,

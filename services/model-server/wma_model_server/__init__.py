@@ -1,8 +1,8 @@
 """wma model server: one Effort (or mock) detector behind the legacy API and OIP v2.
 
-Public API: :func:`create_app`, :class:`ModelServerSettings`; the wire codec lives in
-:mod:`wma_model_server.protocol` and the frame limits in :mod:`wma_model_server.imaging`,
-both reused by the gateway. Importing this package does no work and never imports torch.
+Public API: :func:`create_app`, :class:`ModelServerSettings`; the wire codec and the
+frame limits it shares with the gateway are :mod:`wma_wire`'s. Importing this
+package does no work and never imports torch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy so that `import wma_model_server.protocol` (the gateway) stays light.
+    # Lazy so that `import wma_wire.protocol` (the gateway) stays light.
     if name == "create_app":
         from wma_model_server.app import create_app
 

@@ -20,13 +20,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
+from wma_wire.protocol import ProtocolError
 
 from wma_model_server import __version__, routes_legacy, routes_v2
 from wma_model_server.backends import Backend, build_backend
 from wma_model_server.batching import DynamicBatcher
 from wma_model_server.exceptions import ModelServerError, OverloadedError
 from wma_model_server.pipeline import ScoringPipeline
-from wma_model_server.protocol import ProtocolError
 from wma_model_server.settings import ModelServerSettings
 from wma_model_server.state import ServerState
 from wma_model_server.telemetry import ServerMetrics, TelemetryMiddleware

@@ -4,7 +4,7 @@ Flags override ``WMA_MS_*`` environment variables. ``--model-id`` is required so
 that ``ps`` tells the four servers apart. The checkpoint is loaded before the
 port opens, so a refused checkpoint exits at once (status 2) naming the key.
 Tracing follows ``OTEL_TRACES_EXPORTER`` (``console`` or ``otlp``; default none), see
-:func:`wma_model_server.telemetry.tracer_provider_from_env`.
+:func:`wma_wire.tracing.tracer_provider_from_env`.
 """
 
 from __future__ import annotations
@@ -69,18 +69,20 @@ def register(subparsers: Any) -> None:
 
 def run_model_server(args: argparse.Namespace) -> int:
     import uvicorn
+    from wma_wire.tracing import tracer_provider_from_env
 
     from wma_model_server.app import create_app
     from wma_model_server.backends import build_backend
     from wma_model_server.exceptions import ModelServerError
     from wma_model_server.settings import ModelServerSettings
-    from wma_model_server.telemetry import FlushTracesAtShutdown, tracer_provider_from_env
+    from wma_model_server.telemetry import FlushTracesAtShutdown
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     overrides = {_field(flag): getattr(args, _field(flag)) for flag, _ in _FLAGS}
     try:
         settings = ModelServerSettings(**{k: v for k, v in overrides.items() if v is not None})
-        provider = tracer_provider_from_env(settings.model_id)  # refused before loading
+        # refused before loading
+        provider = tracer_provider_from_env(f"wma-model-server-{settings.model_id}")
         backend = build_backend(settings)
     except (ModelServerError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         print(f"wma model-server: {exc}", file=sys.stderr)  # noqa: T201

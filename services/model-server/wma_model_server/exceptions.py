@@ -1,43 +1,41 @@
-"""The model server's exception tree: each error knows the HTTP status it means.
+"""The model server's errors: each knows the HTTP status it means.
 
-``app`` maps :class:`ModelServerError` to ``{"error": message}`` in one place;
-:class:`~wma_model_server.protocol.ProtocolError` (a ``ValueError``) maps to 400.
+They derive from the shared :class:`~wma_wire.errors.HTTPError` (re-exported here
+as :class:`ModelServerError`), which ``app`` maps to ``{"error": message}`` in one
+place; the shared checks' 400, 413 and 415 are :mod:`wma_wire.errors`' own.
+:class:`~wma_wire.tensors.ProtocolError` (a ``ValueError``) maps to 400.
 """
 
 from __future__ import annotations
 
+from wma_wire.errors import (
+    BadRequestError,
+    HTTPError,
+    LimitExceededError,
+    UnsupportedFormatError,
+)
 
-class ModelServerError(Exception):
-    """Base class; ``status_code`` is the HTTP status the error is answered with."""
+__all__ = [
+    "BadRequestError",
+    "CheckpointError",
+    "DeviceError",
+    "InferenceError",
+    "LimitExceededError",
+    "ModelNotFoundError",
+    "ModelServerError",
+    "NotReadyError",
+    "OverloadedError",
+    "UnsupportedFormatError",
+]
 
-    status_code = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+ModelServerError = HTTPError  # the base the app maps, shared with the gateway
 
 
-class BadRequestError(ModelServerError):
-    status_code = 400
-
-
-class ModelNotFoundError(ModelServerError):
+class ModelNotFoundError(HTTPError):
     status_code = 404
 
 
-class LimitExceededError(ModelServerError):
-    """A request is over a configured size or count limit (named in the message)."""
-
-    status_code = 413
-
-
-class UnsupportedFormatError(ModelServerError):
-    """A frame is not JPEG or PNG (by declared type or by magic bytes)."""
-
-    status_code = 415
-
-
-class OverloadedError(ModelServerError):
+class OverloadedError(HTTPError):
     """The batching queue is full; the caller should retry after ``retry_after_s``."""
 
     status_code = 429
@@ -47,21 +45,21 @@ class OverloadedError(ModelServerError):
         self.retry_after_s = retry_after_s
 
 
-class NotReadyError(ModelServerError):
+class NotReadyError(HTTPError):
     status_code = 503
 
 
-class InferenceError(ModelServerError):
+class InferenceError(HTTPError):
     """The model gave an unusable answer (e.g. NaN): our or the operator's problem, a 500."""
 
 
-class DeviceError(ModelServerError):
+class DeviceError(HTTPError):
     """The configured device (e.g. ``cuda``) is not available on this host."""
 
     status_code = 503
 
 
-class CheckpointError(ModelServerError):
+class CheckpointError(HTTPError):
     """A checkpoint cannot be loaded into the Effort architecture (the key is named)."""
 
     status_code = 503

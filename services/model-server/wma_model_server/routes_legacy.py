@@ -16,10 +16,10 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from wma_wire.legacy_form import SINGLE_FIELD, parse_frame_parts
+from wma_wire.protocol import FRAME_STATUSES
 
 from wma_model_server.exceptions import BadRequestError
-from wma_model_server.legacy_form import SINGLE_FIELD, parse_frame_parts
-from wma_model_server.protocol import FRAME_STATUSES
 from wma_model_server.state import StateDep, read_body
 
 __all__ = ["router"]

@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
-
-from wma_model_server import __version__
-from wma_model_server.exceptions import BadRequestError, ModelNotFoundError
-from wma_model_server.pipeline import FrameScores, ScoringPipeline
-from wma_model_server.protocol import (
+from wma_wire.protocol import (
     OUTPUTS,
     InferRequest,
     ProtocolError,
     decode_infer_request,
     encode_infer_response,
 )
+
+from wma_model_server import __version__
+from wma_model_server.exceptions import BadRequestError, ModelNotFoundError
+from wma_model_server.pipeline import FrameScores, ScoringPipeline
 from wma_model_server.state import ServerState, StateDep, read_body
 
 __all__ = ["router"]

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from wma_model_server.imaging import FrameLimits
+from wma_wire.frames import FrameLimits
 
 __all__ = ["ModelServerSettings"]
 

@@ -1,5 +1,5 @@
 """Per-app runtime state (pipeline, load error) and request helpers for routes
-(:func:`read_body` is :mod:`wma_model_server.body`'s, shared with the gateway)."""
+(:func:`read_body` is :mod:`wma_wire.body`'s, shared with the gateway)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from wma_wire.body import read_body
 
-from wma_model_server.body import read_body
 from wma_model_server.exceptions import NotReadyError
 from wma_model_server.pipeline import ScoringPipeline
 from wma_model_server.settings import ModelServerSettings

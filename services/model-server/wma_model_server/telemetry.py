@@ -2,18 +2,15 @@
 request metrics and opens an OpenTelemetry server span continuing the caller's
 W3C trace context (``traceparent``), as ``opentelemetry-instrumentation-fastapi`` would.
 
-:func:`tracer_provider_from_env` builds the process's provider from the standard
-``OTEL_*`` variables (refusing values it cannot honour), and
-:class:`FlushTracesAtShutdown` shuts it down at the end of the app's lifespan, so
-queued spans leave the process before uvicorn re-raises the SIGTERM it drained on.
+:class:`FlushTracesAtShutdown` shuts the process's tracer provider
+(:func:`wma_wire.tracing.tracer_provider_from_env`) down at the end of the app's
+lifespan, so queued spans leave the process before uvicorn re-raises the SIGTERM it drained on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
@@ -28,13 +25,10 @@ __all__ = [
     "FlushTracesAtShutdown",
     "ServerMetrics",
     "TelemetryMiddleware",
-    "tracer_provider_from_env",
 ]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-_EXPORTERS = ("otlp", "console", "none")
-_OTLP_PROTOCOLS = ("http/protobuf",)  # the only OTLP exporter installed is OTLP/HTTP
 
 
 class ServerMetrics:
@@ -119,60 +113,6 @@ def _route_of(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
-
-
-def tracer_provider_from_env(
-    model_id: str, env: Mapping[str, str] | None = None
-) -> TracerProvider | None:
-    """The SDK provider ``OTEL_TRACES_EXPORTER`` asks for (``otlp``, ``console``, a
-    comma-separated list, or ``none``: then None, the API's no-op tracer is used).
-
-    ``service.name`` is ``OTEL_SERVICE_NAME`` or ``wma-model-server-<model id>``.
-    Raises ValueError (one line, ``VARIABLE=value is not supported; ...``) for an
-    unknown exporter or an OTLP protocol other than ``http/protobuf``, so a typo
-    never silently turns tracing off. The gateway builds its provider with it too.
-    """
-    environ = os.environ if env is None else env
-    raw = environ.get("OTEL_TRACES_EXPORTER") or "none"
-    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
-    unknown = [n for n in names if n not in _EXPORTERS]
-    if unknown:
-        raise ValueError(
-            f"OTEL_TRACES_EXPORTER={unknown[0]!r} is not supported; "
-            f"use {', '.join(_EXPORTERS)} (comma-separated)"
-        )
-    names = [n for n in dict.fromkeys(names) if n != "none"]
-    if not names or environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    if "otlp" in names:
-        _check_otlp_protocol(environ)
-    name = environ.get("OTEL_SERVICE_NAME") or f"wma-model-server-{model_id}"
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    for exporter_name in names:
-        exporter: Any = ConsoleSpanExporter()
-        if exporter_name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter()
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
-
-
-def _check_otlp_protocol(environ: Mapping[str, str]) -> None:
-    for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        protocol = environ.get(var, "").strip().lower()
-        if protocol and protocol not in _OTLP_PROTOCOLS:
-            raise ValueError(
-                f"{var}={protocol!r} is not supported; OTLP is exported over HTTP "
-                "(http/protobuf): point OTEL_EXPORTER_OTLP_ENDPOINT at the "
-                "collector's HTTP port (4318)"
-            )
-        if protocol:
-            return
 
 
 class FlushTracesAtShutdown:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from wma_model_server.protocol import (
+from wma_wire.protocol import (
     InferTensor,
     ProtocolError,
     decode_infer_request,

@@ -1,14 +1,14 @@
 """The frames of a legacy upload (``/check_frame_batch``'s ``files`` parts, or
 ``/check_frame``'s one ``file`` part), type-checked.
 
-The body is parsed in memory by :mod:`wma_model_server.formdata` (frames never
+The body is parsed in memory by :mod:`wma_wire.formdata` (frames never
 touch the disk), which refuses an empty, cut-off or unterminated body.
 """
 
 from __future__ import annotations
 
-from wma_model_server.exceptions import UnsupportedFormatError
-from wma_model_server.formdata import read_form_parts
+from wma_wire.errors import UnsupportedFormatError
+from wma_wire.formdata import read_form_parts
 
 __all__ = ["ALLOWED_PART_TYPES", "BATCH_FIELD", "SINGLE_FIELD", "parse_frame_parts"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from wma_model_server.tensors import (
+from wma_wire.tensors import (
     ProtocolError,
     datatype_of,
     decode_binary,

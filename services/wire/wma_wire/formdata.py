@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from wma_model_server.exceptions import BadRequestError, LimitExceededError
+from wma_wire.errors import BadRequestError, LimitExceededError
 
 __all__ = ["MALFORMED", "FormPart", "read_form_parts"]
 

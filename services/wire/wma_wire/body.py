@@ -2,7 +2,7 @@
 and the gateway, so both count bytes, refuse and answer a disconnect alike.
 
 The cap is ``max_bytes`` (the ``max_request_bytes`` setting, which also bounds the
-frames' total in :func:`~wma_model_server.imaging.validate_frames`) plus a framing
+frames' total in :func:`~wma_wire.frames.validate_frames`) plus a framing
 allowance for what wraps the frames: the OIP JSON header and length prefixes, or
 multipart boundaries and part headers. Without it a body whose frames total
 exactly ``max_request_bytes`` (which the gateway accepts) would be refused by a
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from starlette.requests import ClientDisconnect, Request
 
-from wma_model_server.exceptions import BadRequestError, LimitExceededError
+from wma_wire.errors import BadRequestError, LimitExceededError
 
 __all__ = ["FRAMING_BYTES", "read_body"]
 

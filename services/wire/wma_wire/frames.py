@@ -1,0 +1,163 @@
+"""Frame limits and format sniffing: the one gate every frame passes, on both sides.
+
+The gateway applies :func:`validate_frames` before its fan-out and the model server
+before it decodes, so a request the gateway accepts is never refused by a member;
+:func:`validate_pixels` is the same gate for already-decoded frames (OIP input
+``pixels``). Formats are recognised by magic bytes; image dimensions are read from
+the header *before* the pixels are decoded, so a decompression bomb is refused
+without being expanded (Pillow reads the header). Decoding the pixels is the model
+server's own (its imaging module). Frames are never written anywhere. All
+functions are synchronous and CPU-bound: callers on an event loop run them in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wma_wire.errors import BadRequestError, LimitExceededError, UnsupportedFormatError
+
+__all__ = [
+    "FrameLimits",
+    "OpenedFrame",
+    "check_frames",
+    "open_frame",
+    "sniff_format",
+    "validate_frames",
+    "validate_pixels",
+]
+
+_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+_PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG"}
+
+
+@dataclass(frozen=True)
+class OpenedFrame:
+    """An encoded frame whose header passed the limits: its bytes, format and size."""
+
+    data: bytes
+    fmt: str
+    width: int
+    height: int
+
+
+class FrameLimits(BaseModel):
+    """Per-request limits on frames; each breach is a 4xx naming the limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_files: int = Field(default=64, ge=1, description="frames per request")
+    max_file_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1, description="bytes per encoded frame"
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="bytes per request body"
+    )
+    max_frame_pixels: int = Field(
+        default=4096 * 4096, ge=1, description="width*height of one decoded frame"
+    )
+
+    @model_validator(mode="after")
+    def _below_pillow_guard(self) -> FrameLimits:
+        # Above Pillow's own bomb threshold Pillow warns or raises before we see the size.
+        guard = Image.MAX_IMAGE_PIXELS
+        if guard is not None and self.max_frame_pixels > guard:
+            raise ValueError(f"max_frame_pixels must be <= {guard} (Pillow's bomb guard)")
+        return self
+
+
+def sniff_format(data: bytes) -> str | None:
+    """``"jpeg"`` or ``"png"`` from the magic bytes, else None."""
+    for magic, name in _MAGIC.items():
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def open_frame(data: bytes, fmt: str, limits: FrameLimits, index: int) -> OpenedFrame | None:
+    """Read a frame's header (not its pixels) and check its pixel count.
+
+    ``fmt`` is its :func:`sniff_format`; ``index`` names the frame in a 413.
+    None if the header is unreadable (the frame is then undecodable, not refused).
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]]) as image:
+            width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LimitExceededError(
+            f"frame {index} exceeds max_frame_pixels={limits.max_frame_pixels}"
+        ) from None
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if width * height > limits.max_frame_pixels:
+        raise LimitExceededError(
+            f"frame {index} is {width}x{height} pixels, over "
+            f"max_frame_pixels={limits.max_frame_pixels}"
+        )
+    return OpenedFrame(data, fmt, width, height)
+
+
+def check_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
+    """The checks that need no image parsing: count, sizes and format; each frame's format.
+
+    Raises :class:`BadRequestError` (400) for no frames or an empty frame,
+    :class:`LimitExceededError` (413) for a count or size limit and
+    :class:`UnsupportedFormatError` (415) for a frame that is not JPEG or PNG.
+    """
+    if not frames:
+        raise BadRequestError("no frames: send at least one JPEG or PNG frame")
+    if len(frames) > limits.max_files:
+        raise LimitExceededError(f"{len(frames)} frames exceed max_files={limits.max_files}")
+    total = sum(len(f) for f in frames)
+    if total > limits.max_request_bytes:
+        raise LimitExceededError(
+            f"frames total {total} bytes, over max_request_bytes={limits.max_request_bytes}"
+        )
+    formats: list[str] = []
+    for index, data in enumerate(frames):
+        if not data:
+            raise BadRequestError(f"frame {index} is empty")
+        if len(data) > limits.max_file_bytes:
+            raise LimitExceededError(
+                f"frame {index} is {len(data)} bytes, over max_file_bytes={limits.max_file_bytes}"
+            )
+        fmt = sniff_format(data)
+        if fmt is None:
+            raise UnsupportedFormatError(f"frame {index} is not a JPEG or PNG image")
+        formats.append(fmt)
+    return formats
+
+
+def validate_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
+    """:func:`check_frames`, then each header's dimensions; return each frame's format.
+
+    Raises as :func:`check_frames` does, and :class:`LimitExceededError` (413) for a
+    frame over ``max_frame_pixels``. A frame whose header cannot be parsed passes:
+    it is reported as undecodable later.
+    """
+    formats = check_frames(frames, limits)
+    for index, (data, fmt) in enumerate(zip(frames, formats, strict=True)):
+        open_frame(data, fmt, limits, index)
+    return formats
+
+
+def validate_pixels(shape: Sequence[int], limits: FrameLimits) -> None:
+    """Check decoded frames of ``shape`` ``[N, H, W, 3]`` against the count and pixel limits.
+
+    Raises :class:`BadRequestError` (400) for no frames or empty frames and
+    :class:`LimitExceededError` (413) for ``max_files`` or ``max_frame_pixels``.
+    """
+    n, height, width = shape[:3]
+    if n == 0 or height == 0 or width == 0:
+        raise BadRequestError("input 'pixels' holds no frames")
+    if n > limits.max_files:
+        raise LimitExceededError(f"{n} frames exceed max_files={limits.max_files}")
+    if height * width > limits.max_frame_pixels:
+        raise LimitExceededError(
+            f"frames of {width}x{height} exceed max_frame_pixels={limits.max_frame_pixels}"
+        )
