@@ -19,7 +19,7 @@ help:
 	@echo "make e2e         - build both images offline and run the chart's release in containers"
 	@echo "make up          - run the local stack (wma up) in the foreground"
 	@echo "make bench       - the benchmark commands of docs/benchmarks.md"
-	@echo "make mock-bundle - rebuild calibrators/mock.json and the chart's copy"
+	@echo "make mock-bundle - rebuild services/local/wma_local/mock.json and the chart's copy"
 	@echo "make install     - create .venv and install exactly the locked versions (requirements/dev.lock)"
 	@echo "make lock        - re-resolve requirements/*.lock from pyproject.toml (scripts/lock.sh)"
 	@echo "make clean       - remove .venv and the tool caches"
@@ -67,14 +67,14 @@ demo: install
 up: install
 	$(BIN)/wma up
 
-# Rebuild calibrators/mock.json from its seeded synthetic training set, and the
+# Rebuild services/local/wma_local/mock.json from its seeded synthetic training set, and the
 # chart's copy of it (docs/calibrators.md).
 mock-bundle: install
 	mkdir -p build/mock-bundle
 	$(BIN)/wma calibrate synth --seed 7 --out build/mock-bundle/mock-train.csv
-	$(BIN)/wma calibrate fit build/mock-bundle/mock-train.csv --out calibrators/mock.json \
+	$(BIN)/wma calibrate fit build/mock-bundle/mock-train.csv --out services/local/wma_local/mock.json \
 		--created 2024-01-01T00:00:00Z
-	cp calibrators/mock.json charts/wma-ensemble/files/mock.json
+	cp services/local/wma_local/mock.json charts/wma-ensemble/files/mock.json
 
 # The commands of docs/benchmarks.md, as written there.
 bench: install

@@ -51,7 +51,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 @pytest.fixture(scope="module")
 def mock_member() -> Iterator[str]:
     """An in-process mock model server (model id 9rfa62j1) on loopback, ready; its URL."""
-    from wma_fusion.stack import GatewayThread
+    from wma_local.stack import GatewayThread
     from wma_model_server.app import create_app
     from wma_model_server.settings import ModelServerSettings
 

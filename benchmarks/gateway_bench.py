@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import numpy as np
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import LocalStack, free_port
+from wma_local.samples import grey_frame
+from wma_local.stack import LocalStack, free_port
 from wma_wire.protocol import encode_infer_request
 
 READY_TIMEOUT_S = 30.0

@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from wma_fusion.threaded import free_port
+from wma_local.threaded import free_port
 
 
 def jpeg_frames(count: int, size: int) -> list[bytes]:

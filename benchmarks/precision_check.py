@@ -12,7 +12,7 @@ Verdict flips: a random model's probabilities do not sit where trained models pu
 theirs, so each synthetic video shifts its frames' logits (the same shift for every
 precision, so a precision's logit error is kept as measured) to land each member's
 aggregated score at a chosen point, then aggregates, calibrates and fuses with the
-``wma_core`` functions and the calibrators of ``calibrators/mock.json``. Videos are
+``wma_core`` functions and the calibrators of ``services/local/wma_local/mock.json``. Videos are
 kept only when their fp32 fused score lies within one band width of the band
 (``t_low - w .. t_high + w``), i.e. all of them where a flip is possible, once for
 the bundle's thresholds and once for the production ones (0.996700 / 0.998248).
@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageEnhance
-from wma_calibrators.bundle import CalibratorBundle, load_bundle
 from wma_core import Thresholds, aggregate, noisy_or, verdict_for_score
+from wma_core.bundle import CalibratorBundle, load_bundle
 from wma_model_server.backends.effort import EffortBackend
 from wma_model_server.backends.effort_random import VIT_L14, save_random_checkpoint
 from wma_model_server.imaging import decode_image
@@ -220,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=8, help="frames per forward pass")
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS[:3]), choices=PRECISIONS)
-    parser.add_argument("--bundle", type=Path, default=REPO / "calibrators" / "mock.json")
+    parser.add_argument(
+        "--bundle", type=Path, default=REPO / "services" / "local" / "wma_local" / "mock.json"
+    )
     return parser
 
 

@@ -6,8 +6,10 @@
 #
 #   docker build -f docker/gateway.Dockerfile -t wma-gateway:dev .
 #
-# No PyTorch: the gateway only fans out, calibrates and fuses. The Helm test
-# pod also runs in this image (python + httpx + Pillow). Packages come from
+# Serving dependencies only (the base of pyproject.toml: no PyTorch, OpenCV,
+# scikit-learn, pandas, pyarrow or matplotlib): the gateway only fans out,
+# calibrates and fuses. The Helm test pod also runs in this image (python +
+# httpx + Pillow). Packages come from
 # build/wheelhouse/gateway/ (requirements/gateway.lock, hashes checked again
 # here), so the build needs no network. PYTHON_IMAGE: see model-server.Dockerfile.
 

@@ -20,7 +20,7 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- build: a virtual environment with the project and its torch extra ----
+# ---- build: a virtual environment with the project and its model-server and torch extras ----
 FROM ${PYTHON_IMAGE} AS build
 ARG LOCK=model-server
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels

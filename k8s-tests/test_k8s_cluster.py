@@ -46,7 +46,7 @@ from chart_render import CHART, KIND_VALUES, load_values, parse_manifests
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from live_processes import poll_ok
-from wma_fusion.samples import grey_frame
+from wma_local.samples import grey_frame
 
 RELEASE = "wma-e2e"
 TIMEOUT_S = int(os.environ.get("WMA_E2E_TIMEOUT_S", "600"))

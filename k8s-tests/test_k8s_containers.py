@@ -35,7 +35,7 @@ IMAGES = {
     "wma-model-server:dev": REPO / "docker" / "model-server.Dockerfile",
     "wma-gateway:dev": REPO / "docker" / "gateway.Dockerfile",
 }
-FRAMES_DIR = REPO / "services" / "fusion" / "wma_fusion" / "demo_frames" / "carol-fake"
+FRAMES_DIR = REPO / "services" / "local" / "wma_local" / "demo_frames" / "carol-fake"
 FRAMES = 27
 REPORT = REPO / "build" / "e2e" / "report.json"
 WMA = Path(sys.executable).with_name("wma")

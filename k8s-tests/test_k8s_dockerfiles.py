@@ -312,8 +312,8 @@ def test_build_context_builds_the_wheel_the_image_installs(tmp_path: Path) -> No
             archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")
         )
     # Every module and data file of the repo's packages (tests aside) is in the wheel.
-    roots = ["services/fusion", "services/model-server", "services/cli", "calibrators"]
-    for root in roots:
+    roots = [p.relative_to(REPO).as_posix() for p in sorted((REPO / "services").iterdir())]
+    for root in [*roots, "calibrators"]:
         for path in (REPO / root).glob("wma_*/**/*"):
             rel = path.relative_to(REPO / root).as_posix()
             if path.is_file() and not NOT_FOR_IMAGES.search(rel):

@@ -33,9 +33,9 @@ import httpx
 import pytest
 from chart_render import KIND_VALUES, NAMESPACE, REPO
 from live_processes import free_port, poll_ok
-from wma_calibrators.bundle import parse_bundle
 from wma_core import noisy_or, verdict_for_score
-from wma_fusion.samples import grey_frame
+from wma_core.bundle import parse_bundle
+from wma_local.samples import grey_frame
 
 pytestmark = pytest.mark.slow
 

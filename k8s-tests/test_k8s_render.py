@@ -228,13 +228,17 @@ def test_calibrator_sha256_in_the_config_matches_the_bundle_bytes(render: Render
     assert bundle == (CHART / "files" / "mock.json").read_bytes()
 
 
-def test_shipped_bundle_is_calibrators_mock_json_byte_for_byte() -> None:
-    source = REPO / "calibrators" / "mock.json"
+def test_shipped_bundle_is_the_local_mock_json_byte_for_byte() -> None:
+    source = REPO / "services" / "local" / "wma_local" / "mock.json"
     assert (CHART / "files" / "mock.json").read_bytes() == source.read_bytes()
 
 
 def test_set_file_bundle_replaces_the_mock_and_pins_its_sha256(render: RenderFn) -> None:
-    custom = (REPO / "calibrators" / "mock.json").read_bytes().replace(b"2024", b"2025", 1)
+    custom = (
+        (REPO / "services" / "local" / "wma_local" / "mock.json")
+        .read_bytes()
+        .replace(b"2024", b"2025", 1)
+    )
     manifests = render(PRODUCTION_VALUES, overrides={"calibrators": {"bundle": custom.decode()}})
     assert manifests.bundle_bytes() == custom
     assert manifests.gateway_config()["calibrators"]["sha256"] == hashlib.sha256(custom).hexdigest()
@@ -243,7 +247,7 @@ def test_set_file_bundle_replaces_the_mock_and_pins_its_sha256(render: RenderFn)
 def test_rendered_config_is_accepted_by_the_gateway_and_its_bundle_loads(
     render: RenderFn, tmp_path: Path
 ) -> None:
-    from wma_calibrators.bundle import load_bundle
+    from wma_core.bundle import load_bundle
     from wma_fusion import config as config_mod
 
     for files in VALUE_SETS.values():

@@ -33,16 +33,32 @@ def read_lock(name: str) -> dict[str, Version]:
 
 
 def project_requirements(*extras: str) -> list[Requirement]:
+    """The base requirements and those of ``extras``; an extra that names the project
+    itself (``wma-ensemble[calibrate]``) stands for those extras' requirements."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
-    for extra in extras:
-        reqs += [Requirement(r) for r in project["optional-dependencies"][extra]]
+    pending, seen = list(extras), set()
+    while pending:
+        extra = pending.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for line in project["optional-dependencies"][extra]:
+            req = Requirement(line)
+            if canonicalize_name(req.name) == canonicalize_name(project["name"]):
+                pending += sorted(req.extras)
+            else:
+                reqs.append(req)
     return reqs
 
 
 @pytest.mark.parametrize(
     ("lock", "extras"),
-    [("dev", ("dev", "torch")), ("model-server", ("torch",)), ("gateway", ())],
+    [
+        ("dev", ("dev", "calibrate", "model-server", "local", "torch")),
+        ("model-server", ("model-server", "torch")),
+        ("gateway", ()),
+    ],
 )
 def test_each_lock_pins_every_requirement_it_serves_within_its_range(
     lock: str, extras: tuple[str, ...]
@@ -67,6 +83,13 @@ def test_torch_is_the_cpu_build_and_stays_out_of_the_gateway_image() -> None:
     assert read_lock("dev")["torch"].local == "cpu"
     assert read_lock("model-server")["torch"] == read_lock("dev")["torch"]
     assert "torch" not in read_lock("gateway")
+
+
+def test_the_gateway_image_carries_only_serving_dependencies() -> None:
+    tools = {"scikit-learn", "pandas", "pyarrow", "matplotlib", "opencv-python-headless"}
+    assert not (tools | {"torch", "transformers"}) & set(read_lock("gateway"))
+    base = project_requirements()
+    assert not {canonicalize_name(r.name) for r in base} & (tools | {"torch", "transformers"})
 
 
 def test_this_environment_has_exactly_the_locked_versions_installed() -> None:

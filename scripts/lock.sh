@@ -3,13 +3,13 @@
 #
 #   make lock            # or: bash scripts/lock.sh
 #
-# Three locks, one resolution: dev.lock is resolved first (the project with its
-# dev and torch extras: what `make install`, CI and the tests use); the image
+# Three locks, one resolution: dev.lock is resolved first (the project with every
+# extra: what `make install`, CI and the tests use); the image
 # locks are resolved under dev.lock as constraints, so every lock pins the same
 # version of every package they share.
 #   requirements/dev.lock           make install, .ci/run
-#   requirements/model-server.lock  docker/model-server.Dockerfile (base + torch extra)
-#   requirements/gateway.lock       docker/gateway.Dockerfile (base only)
+#   requirements/model-server.lock  docker/model-server.Dockerfile (base + model-server, torch)
+#   requirements/gateway.lock       docker/gateway.Dockerfile (base only: serving needs no tools)
 #   requirements/build.lock         setuptools and wheel, to build the project in the images
 # Every line carries its sha256 hashes; installs use --require-hashes.
 #
@@ -55,10 +55,11 @@ lock() {  # lock NAME DESCRIPTION SOURCE [extra...]
 }
 
 mkdir -p requirements
-lock dev "the project with its dev and torch extras" pyproject.toml dev torch
+lock dev "the project with every extra" pyproject.toml dev calibrate model-server local torch
 # The image locks follow dev.lock's versions.
 grep -E '^[A-Za-z0-9._-]+==' requirements/dev.lock | sed 's/ .*//' >> "$constraints"
-lock model-server "the model-server image (base and torch extra)" pyproject.toml torch
+lock model-server "the model-server image (base, model-server and torch extras)" \
+  pyproject.toml model-server torch
 lock gateway "the gateway image (base dependencies)" pyproject.toml
 build_reqs=$(mktemp)
 printf 'setuptools>=68\nwheel\n' > "$build_reqs"

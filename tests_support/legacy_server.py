@@ -13,7 +13,7 @@ import threading
 import time
 
 from fastapi import FastAPI, Request, Response
-from wma_fusion.stack import GatewayThread
+from wma_local.stack import GatewayThread
 
 
 class LegacyServer:

@@ -10,11 +10,11 @@ import numpy as np
 import precision_check
 import pytest
 import torch
-from wma_calibrators.bundle import load_bundle
 from wma_core import Thresholds, aggregate, noisy_or
+from wma_core.bundle import load_bundle
 
 REPO = Path(__file__).resolve().parents[2]
-BUNDLE = load_bundle(REPO / "calibrators" / "mock.json")
+BUNDLE = load_bundle(REPO / "services" / "local" / "wma_local" / "mock.json")
 
 
 def test_tf32_rounding_keeps_ten_mantissa_bits_rounding_to_nearest_even() -> None:

@@ -17,7 +17,7 @@ from wma_calibrators.scores import read_table
 from wma_cli.main import build_parser, main
 
 CliResult = tuple[int, str, str]
-MOCK = Path(__file__).resolve().parents[1] / "mock.json"
+MOCK = Path(__file__).resolve().parents[2] / "services" / "local" / "wma_local" / "mock.json"
 ACTIONS = ("fit", "import-legacy", "report", "verify", "synth", "verdict-table", "simulate")
 
 

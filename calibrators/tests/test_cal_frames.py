@@ -21,7 +21,7 @@ from wma_calibrators.synthetic import synthetic_frames
 from wma_core import aggregate
 
 CliResult = tuple[int, str, str]
-MOCK = Path(__file__).resolve().parents[2] / "calibrators" / "mock.json"
+MOCK = Path(__file__).resolve().parents[2] / "services" / "local" / "wma_local" / "mock.json"
 IDS = ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m")
 AGGS = {"9rfa62j1": "topk4", "1mjgo9w1": "softmax_b5", "dfsesrgu": "topk4", "4vtny88m": "topk4"}
 

@@ -13,7 +13,10 @@ from wma_core import NOISY_OR
 
 CliResult = tuple[int, str, str]
 ROOT = Path(__file__).resolve().parents[2]
-OLD_BUNDLES = [ROOT / "calibrators" / "mock.json", ROOT / "charts/wma-ensemble/files/mock.json"]
+OLD_BUNDLES = [
+    ROOT / "services" / "local" / "wma_local" / "mock.json",
+    ROOT / "charts/wma-ensemble/files/mock.json",
+]
 
 
 @pytest.mark.parametrize("path", OLD_BUNDLES, ids=["calibrators", "chart"])

@@ -1,4 +1,4 @@
-"""``calibrators/mock.json``: reproducible from the seeded synthetic set, and its
+"""``services/local/wma_local/mock.json``: reproducible from the seeded synthetic set, and its
 grey-level verdict table (which demos and gateway tests rely on) is documented."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from wma_core import Verdict, decide, fuse
 
 CliResult = tuple[int, str, str]
 ROOT = Path(__file__).resolve().parents[2]
-MOCK = ROOT / "calibrators" / "mock.json"
+MOCK = ROOT / "services" / "local" / "wma_local" / "mock.json"
 DOC = ROOT / "docs" / "calibrators.md"
 
 

@@ -14,7 +14,7 @@ from wma_calibrators.report import fused_histogram_figure, reliability_figure
 
 CliResult = tuple[int, str, str]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MOCK = Path(__file__).resolve().parents[1] / "mock.json"
+MOCK = Path(__file__).resolve().parents[2] / "services" / "local" / "wma_local" / "mock.json"
 
 
 def _is_png(path: Path) -> bool:

@@ -13,7 +13,7 @@ import pytest
 from wma_calibrators.synthetic import synthetic_frames
 
 CliResult = tuple[int, str, str]
-MOCK = Path(__file__).resolve().parents[2] / "calibrators" / "mock.json"
+MOCK = Path(__file__).resolve().parents[2] / "services" / "local" / "wma_local" / "mock.json"
 
 
 @pytest.fixture(scope="module")

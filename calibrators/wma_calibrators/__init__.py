@@ -1,6 +1,7 @@
-"""Calibrator bundles and the tool that makes them (``wma calibrate``)."""
+"""The tool that makes calibrator bundles (``wma calibrate``); the bundle format
+(load, validate, hash) is the core's, :mod:`wma_core.bundle`, re-exported here."""
 
-from wma_calibrators.bundle import (
+from wma_core.bundle import (
     BUNDLE_FORMAT,
     BundleError,
     CalibratorBundle,

@@ -167,7 +167,7 @@ def register(subparsers: Any) -> None:
         sub,
         "synth",
         "write a seeded synthetic training set (long layout)",
-        "For tests, demos and calibrators/mock.json only.",
+        "For tests, demos and services/local/wma_local/mock.json only.",
     )
     p.add_argument(
         "--out", required=True, metavar="FILE", help="file to write, ending in .csv or .parquet"

@@ -78,8 +78,9 @@ def simulate(args: argparse.Namespace) -> int:
     if args.out is not None and Path(args.out).is_file():
         raise CalibrateError(f"--out {args.out} is a file, not a directory")
 
-    from wma_calibrators.bundle import load_bundle
-    from wma_calibrators.bundle_fusion import fusion_document
+    from wma_core.bundle import load_bundle
+    from wma_core.bundle_fusion import fusion_document
+
     from wma_calibrators.replay import replay, video_frames
     from wma_calibrators.scores import checked_frames
     from wma_calibrators.simulate import format_simulation, simulation_report

@@ -63,8 +63,9 @@ def _load_videos(
 
 
 def fit(args: argparse.Namespace) -> int:
+    from wma_core.bundle import write_bundle
+
     from wma_calibrators import aggregators as agg
-    from wma_calibrators.bundle import write_bundle
     from wma_calibrators.fit import fit_bundle
 
     _check_out_file(args.out)
@@ -104,8 +105,9 @@ def import_legacy(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CalibrateError(f"--t-low/--t-high: {exc}") from None
 
+    from wma_core.bundle import write_bundle
+
     from wma_calibrators import aggregators as agg
-    from wma_calibrators.bundle import write_bundle
     from wma_calibrators.legacy import legacy_bundle, load_legacy_pickle
 
     models, sha = load_legacy_pickle(args.pickle, trust=args.trust_pickle)
@@ -117,8 +119,9 @@ def import_legacy(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from wma_calibrators.bundle import load_bundle
-    from wma_calibrators.bundle_fusion import describe_fusion
+    from wma_core.bundle import load_bundle
+    from wma_core.bundle_fusion import describe_fusion
+
     from wma_calibrators.report import write_report
 
     _require(not Path(args.out).is_file(), f"--out {args.out} is a file, not a directory")
@@ -140,8 +143,8 @@ def report(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from wma_calibrators.bundle import load_bundle
-    from wma_calibrators.bundle_fusion import describe_fusion
+    from wma_core.bundle import load_bundle
+    from wma_core.bundle_fusion import describe_fusion
 
     pin = args.sha256
     _require(
@@ -201,7 +204,8 @@ def _parse_bias(items: list[str]) -> dict[str, float]:
 
 
 def verdict_table(args: argparse.Namespace) -> int:
-    from wma_calibrators.bundle import load_bundle
+    from wma_core.bundle import load_bundle
+
     from wma_calibrators.verdict_table import format_ranges, grey_levels
 
     bias = _parse_bias(args.bias)

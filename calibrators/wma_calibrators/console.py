@@ -13,7 +13,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from wma_calibrators.bundle import BundleError
+from wma_core.bundle import BundleError
+
 from wma_calibrators.errors import CalibrateError
 from wma_calibrators.provenance import source_date_epoch
 

@@ -2,8 +2,9 @@
 
 Every error a user can cause (a bad scores file, an unknown aggregator in a
 mapping, an untrusted pickle) is a :class:`CalibrateError`; bundle validation
-keeps its own :class:`BundleError` (re-exported by :mod:`wma_calibrators.bundle`), which names the
-offending field. The CLI maps both to exit code 2 and a one-line message.
+keeps its own :class:`~wma_core.errors.BundleError` (the bundle format is the
+core's, :mod:`wma_core.bundle`), which names the offending field. The CLI maps
+both to exit code 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -19,12 +20,3 @@ class ScoresError(CalibrateError):
 
 class UntrustedPickleError(CalibrateError):
     """A legacy pickle that was not explicitly trusted (unpickling runs code)."""
-
-
-class BundleError(ValueError):
-    """A bundle that is not valid; ``field`` names the offending field."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem

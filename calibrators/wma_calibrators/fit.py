@@ -20,8 +20,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 from wma_core import IsotonicCurve
+from wma_core.bundle import CalibratorBundle, ModelCalibrator
 
-from wma_calibrators.bundle import CalibratorBundle, ModelCalibrator
 from wma_calibrators.errors import CalibrateError
 from wma_calibrators.fusion_fit import comparison_table, fit_all, fuse_rows
 from wma_calibrators.metrics import auc, decision_metrics, metrics_report

@@ -16,8 +16,8 @@ from typing import Any
 
 from sklearn.isotonic import IsotonicRegression
 from wma_core import IsotonicCurve, Thresholds
+from wma_core.bundle import CalibratorBundle, ModelCalibrator
 
-from wma_calibrators.bundle import CalibratorBundle, ModelCalibrator
 from wma_calibrators.errors import CalibrateError, UntrustedPickleError
 from wma_calibrators.provenance import created_timestamp, tool_version
 

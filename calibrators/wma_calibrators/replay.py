@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from wma_core import Aggregator, Banner, Decision, Verdict, decide, fuse, parse_aggregator
+from wma_core.bundle import CalibratorBundle
 from wma_fusion.client import ParticipantTracker
 
-from wma_calibrators.bundle import CalibratorBundle
 from wma_calibrators.errors import ScoresError
 
 FloatArray = npt.NDArray[np.float64]

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from wma_core.bundle import CalibratorBundle
+from wma_core.bundle_fusion import describe_fusion
 
-from wma_calibrators.bundle import CalibratorBundle
-from wma_calibrators.bundle_fusion import describe_fusion
 from wma_calibrators.errors import ScoresError
 from wma_calibrators.fusion_fit import fuse_rows
 from wma_calibrators.metrics import metrics_report

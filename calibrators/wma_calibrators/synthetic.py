@@ -1,7 +1,7 @@
 """A seeded synthetic training set of per-frame scores (long layout).
 
 It stands in for real training scores in tests and for building
-``calibrators/mock.json``. Each video has a latent "fakeness" drawn from a
+``services/local/wma_local/mock.json``. Each video has a latent "fakeness" drawn from a
 label-dependent Beta distribution; each model scores it near that latent (a
 specialist a little higher on its own manipulation method) and each frame adds
 noise. Scores of the four models are strongly correlated, so the calibrated

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from wma_core import Verdict, decide, fuse, parse_aggregator
-
-from wma_calibrators.bundle import CalibratorBundle
+from wma_core.bundle import CalibratorBundle
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ _REGISTRARS: tuple[str, ...] = (
     "wma_calibrators.cli",
     "wma_model_server.cli",
     "wma_fusion.cli",
+    "wma_local.cli",
+    "wma_calibrators.rollout.cli",
 )
 
 

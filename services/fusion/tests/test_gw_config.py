@@ -10,8 +10,8 @@ import pytest
 import yaml
 from wma_fusion.config import GatewayConfig, read_config
 from wma_fusion.errors import ConfigError
-from wma_fusion.samples import write_synthetic_bundle
 from wma_fusion.state import StateHolder, load_state
+from wma_local.samples import write_synthetic_bundle
 
 IDS = ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m")
 

@@ -25,8 +25,8 @@ from fastapi import FastAPI, Request, Response
 from wma_core import Thresholds, decide, fuse
 from wma_fusion.app import create_app
 from wma_fusion.client import FusionClient
-from wma_fusion.samples import grey_frame, synthetic_bundle, write_synthetic_bundle
-from wma_fusion.stack import GatewayThread, free_port
+from wma_local.samples import grey_frame, synthetic_bundle, write_synthetic_bundle
+from wma_local.stack import GatewayThread, free_port
 
 IDS = ("9rfa62j1", "1mjgo9w1")
 THRESHOLDS = Thresholds(0.3, 0.6)

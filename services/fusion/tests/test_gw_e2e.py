@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
-from wma_calibrators.bundle import CalibratorBundle, load_bundle
 from wma_core import decide, fuse, parse_aggregator
+from wma_core.bundle import CalibratorBundle, load_bundle
 from wma_fusion.app import create_app
 from wma_fusion.client import FusionClient, FusionClientError
-from wma_fusion.samples import grey_frame, truncated_frame
-from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, LocalStack
+from wma_local.samples import grey_frame, truncated_frame
+from wma_local.stack import DEFAULT_BUNDLE, GatewayThread, LocalStack
 
 pytestmark = pytest.mark.slow
 BIASES = {"9rfa62j1": 0.0, "1mjgo9w1": 0.03, "dfsesrgu": -0.04, "4vtny88m": 0.01}

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from live_processes import WMA, GatewayProcess, free_port
 from otlp_receiver import OtlpReceiver, otel_env
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import (
+from wma_local.samples import grey_frame
+from wma_local.stack import (
     DEFAULT_BUNDLE,
     DEFAULT_MODEL_IDS,
     ModelProcess,

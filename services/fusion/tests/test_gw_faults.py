@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import yaml
 from fastapi import FastAPI, Response
-from wma_calibrators.bundle import load_bundle
 from wma_core import decide, fuse, parse_aggregator
+from wma_core.bundle import load_bundle
 from wma_fusion.app import create_app
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import (
+from wma_local.samples import grey_frame
+from wma_local.stack import (
     DEFAULT_BUNDLE,
     GatewayThread,
     ModelProcess,

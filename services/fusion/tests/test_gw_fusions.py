@@ -18,13 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 from live_processes import WMA, children_of, http_ok, reap, wait_for
-from wma_calibrators.bundle import load_bundle, write_bundle
 from wma_core import FusionRule, Thresholds
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import free_port
+from wma_core.bundle import load_bundle, write_bundle
+from wma_local.samples import grey_frame
+from wma_local.stack import free_port
 
 pytestmark = pytest.mark.slow
-MOCK = Path(__file__).resolve().parents[3] / "calibrators" / "mock.json"
+MOCK = Path(__file__).resolve().parents[3] / "services" / "local" / "wma_local" / "mock.json"
 EPS = 1e-6
 
 

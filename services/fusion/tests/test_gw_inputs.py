@@ -14,8 +14,8 @@ import httpx
 import pytest
 import yaml
 from wma_fusion.app import create_app
-from wma_fusion.samples import grey_frame, write_synthetic_bundle
-from wma_fusion.stack import GatewayThread, free_port
+from wma_local.samples import grey_frame, write_synthetic_bundle
+from wma_local.stack import GatewayThread, free_port
 
 IDS = ("9rfa62j1",)
 FRAME = grey_frame(10)

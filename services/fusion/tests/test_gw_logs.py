@@ -16,8 +16,8 @@ import pytest
 import yaml
 from wma_fusion.app import create_app
 from wma_fusion.breaker import CircuitBreaker
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, free_port
+from wma_local.samples import grey_frame
+from wma_local.stack import DEFAULT_BUNDLE, GatewayThread, free_port
 
 LIVE, DEAD = "9rfa62j1", "1mjgo9w1"
 FRAME = grey_frame(60)

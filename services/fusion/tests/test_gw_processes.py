@@ -21,8 +21,8 @@ import yaml
 from legacy_server import LegacyServer
 from live_processes import GatewayProcess, wait_for
 from wma_fusion.rollout.canary import in_canary
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import DEFAULT_BUNDLE
+from wma_local.samples import grey_frame
+from wma_local.stack import DEFAULT_BUNDLE
 
 pytestmark = pytest.mark.slow
 MEMBER = "9rfa62j1"

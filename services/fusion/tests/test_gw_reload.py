@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from wma_core import Thresholds
-from wma_fusion.samples import write_synthetic_bundle
 from wma_fusion.state import StateHolder, load_state
+from wma_local.samples import write_synthetic_bundle
 
 IDS = ("9rfa62j1", "1mjgo9w1")
 

@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from wma_fusion.app import create_app
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread
+from wma_local.samples import grey_frame
+from wma_local.stack import DEFAULT_BUNDLE, GatewayThread
 from wma_model_server.app import create_app as create_model_server
 from wma_model_server.settings import ModelServerSettings
 

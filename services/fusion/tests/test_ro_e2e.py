@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from wma_cli.main import main
 from wma_fusion.app import create_app
 from wma_fusion.rollout.canary import in_canary
-from wma_fusion.samples import grey_frame, truncated_frame
-from wma_fusion.stack import GatewayThread, LocalStack, free_port
+from wma_local.samples import grey_frame, truncated_frame
+from wma_local.stack import GatewayThread, LocalStack, free_port
 
 pytestmark = pytest.mark.slow
 KEY_ENV = {"WMA_RECORD_HASH_KEY": "e2e-key"}

@@ -22,9 +22,9 @@ from wma_fusion.app import create_app
 from wma_fusion.breaker import BreakerState, CircuitBreaker
 from wma_fusion.rollout.config import LegacyPath
 from wma_fusion.rollout.legacy import LegacyStatus, run_legacy
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread
 from wma_fusion.state import StateHolder, load_state
+from wma_local.samples import grey_frame
+from wma_local.stack import DEFAULT_BUNDLE, GatewayThread
 
 MEMBER = "9rfa62j1"
 KEY_ENV = {"WMA_RECORD_HASH_KEY": "k"}

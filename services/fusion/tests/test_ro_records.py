@@ -157,7 +157,7 @@ def test_a_shadow_task_from_before_a_records_reload_writes_to_the_current_sink(
     from wma_fusion.rollout.legacy import LegacyResult, LegacyStatus
     from wma_fusion.rollout.router import Route, ServedBy
     from wma_fusion.rollout.serve import _compare
-    from wma_fusion.stack import DEFAULT_BUNDLE
+    from wma_local.stack import DEFAULT_BUNDLE
 
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     doc = {

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from wma_fusion.app import create_app
 from wma_fusion.rollout.canary import in_canary
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import GatewayThread, LocalStack
+from wma_local.samples import grey_frame
+from wma_local.stack import GatewayThread, LocalStack
 
 pytestmark = pytest.mark.slow
 SALT = "switch-salt"

@@ -1,8 +1,8 @@
-"""``wma gateway`` and the registration of every gateway command.
+"""``wma gateway``: serve the fusion gateway.
 
-``wma up`` lives in :mod:`wma_fusion.cli_up`, ``wma analyze`` and ``wma demo`` in
-:mod:`wma_fusion.cli_analyze`, ``wma rollout`` in :mod:`wma_fusion.rollout.cli`.
-Heavy imports happen inside the handlers, so ``wma --help`` stays fast.
+The local stack's commands are :mod:`wma_local.cli`'s, ``wma rollout`` the tools'
+(:mod:`wma_calibrators.rollout.cli`). Heavy imports happen inside the handler, so
+``wma --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -43,14 +43,6 @@ def register(subparsers: Any) -> None:
         help="log level of the gateway and uvicorn: %(choices)s (default %(default)s)",
     )
     gateway.set_defaults(handler=run_gateway)
-
-    from wma_fusion.cli_analyze import register_analyze
-    from wma_fusion.cli_up import register_up
-    from wma_fusion.rollout.cli import register_rollout  # issue 5: ``wma rollout report``
-
-    register_up(subparsers)
-    register_analyze(subparsers)
-    register_rollout(subparsers)
 
 
 def setup_logging(level: str = "info") -> None:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from wma_calibrators.bundle import BundleError, CalibratorBundle, load_bundle
 from wma_core import Aggregator, IsotonicCurve, Thresholds, parse_aggregator
+from wma_core.bundle import BundleError, CalibratorBundle, load_bundle
 from wma_wire.frames import FrameLimits
 
 from wma_fusion.breaker import CircuitBreaker

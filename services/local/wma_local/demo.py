@@ -1,12 +1,12 @@
 """The demo: bundled face-crop "participants" analyzed by a temporary local stack.
 
-``python -m wma_fusion.demo`` (or ``wma demo``) runs the ``wma analyze`` logic on
+``python -m wma_local.demo`` (or ``wma demo``) runs the ``wma analyze`` logic on
 each participant under ``demo_frames/`` and prints verdicts and banners.
-``python -m wma_fusion.demo --generate`` rebuilds the frames (seeded) from Grace
+``python -m wma_local.demo --generate`` rebuilds the frames (seeded) from Grace
 Hopper's official US Navy portrait (public domain), which matplotlib ships as
 sample data; each participant's brightness is set so that the mock backend's score
 (mean pixel / 255) falls in the REAL, UNCERTAIN or FAKE range of
-``calibrators/mock.json``, and ``no-face`` holds truncated JPEGs nothing can decode.
+the mock bundle (``mock.json``), and ``no-face`` holds truncated JPEGs nothing can decode.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def _write(directory: Path, frames: list[bytes]) -> None:
 
 def run(gateway: str | None = None, frames_dir: Path = FRAMES_DIR) -> int:
     """Analyze each participant; prints a table per participant and a summary."""
-    from wma_fusion.cli_analyze import (
+    from wma_fusion.client import FusionClientError
+
+    from wma_local.cli_analyze import (
         DEFAULT_NUM_FRAMES,
         analyze,
         default_participant_id,
@@ -77,7 +79,6 @@ def run(gateway: str | None = None, frames_dir: Path = FRAMES_DIR) -> int:
         load_frames,
         local_gateway,
     )
-    from wma_fusion.client import FusionClientError
 
     participants = sorted(p for p in frames_dir.iterdir() if p.is_dir())
     summary = []
@@ -99,7 +100,7 @@ def run(gateway: str | None = None, frames_dir: Path = FRAMES_DIR) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wma_fusion.demo")
+    parser = argparse.ArgumentParser(prog="python -m wma_local.demo")
     parser.add_argument("--generate", action="store_true", help="rebuild demo_frames/")
     parser.add_argument("--gateway", help="gateway URL (default: a temporary local stack)")
     args = parser.parse_args(argv)

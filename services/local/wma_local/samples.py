@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
-from wma_calibrators.bundle import CalibratorBundle, ModelCalibrator, write_bundle
 from wma_core import IsotonicCurve, Thresholds
+from wma_core.bundle import CalibratorBundle, ModelCalibrator, write_bundle
 
 
 def grey_frame(level: int, size: int = 16, fmt: str = "PNG") -> bytes:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 from live_processes import WMA, children_of, http_ok, reap, wait_for
-from wma_fusion.stack import free_port
+from wma_local.stack import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 A bundle never holds pickled objects: each model's isotonic calibrator is its
 breakpoints; the optional ``fusion`` field names the fusion rule (absent:
-noisy-OR, see :mod:`wma_calibrators.bundle_fusion`). The sha256 is over the
+noisy-OR, see :mod:`wma_core.bundle_fusion`). The sha256 is over the
 file bytes exactly as stored, so a deployment can pin the file it was tested with.
 """
 
@@ -18,9 +18,8 @@ from typing import Any
 
 from wma_core import NOISY_OR, FusionRule, IsotonicCurve, Thresholds, parse_aggregator
 from wma_core.aggregate import AggregatorError
-
-from wma_calibrators.bundle_fusion import fusion_document, parse_fusion
-from wma_calibrators.errors import BundleError
+from wma_core.bundle_fusion import fusion_document, parse_fusion
+from wma_core.errors import BundleError
 
 __all__ = [
     "BUNDLE_FORMAT",

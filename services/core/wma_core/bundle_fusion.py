@@ -16,9 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from wma_core import FUSION_KINDS, NOISY_OR, FusionRule
+from wma_core.errors import BundleError
 from wma_core.fusion_rules import LOGIT_EPS
-
-from wma_calibrators.errors import BundleError
 
 _FIELDS = {"noisy_or": {"kind"}, "sum_logits": {"kind", "eps"}}
 _FIELDS["stacked"] = {"kind", "eps", "bias", "weights"}

@@ -6,9 +6,10 @@ fifth mock server for the rollout's legacy path, waits until each is ready and w
 gateway config pointing at them; the caller serves the gateway (``wma up`` in the
 foreground, the others on a :class:`GatewayThread`, re-exported here). On
 exit (or any start failure) every child is stopped: SIGTERM to its group, then
-SIGKILL; a child also ends by itself when its parent dies (:mod:`wma_fusion.lifecycle`).
+SIGKILL; a child also ends by itself when its parent dies (:mod:`wma_local.lifecycle`).
 Used by ``wma up``, ``wma analyze``, the demo, the tests and the benchmark.
-:func:`resolve_bundle` finds its calibrator bundle (a wheel does not ship one).
+:func:`resolve_bundle` finds its calibrator bundle (by default the mock bundle
+shipped as this package's data).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from wma_fusion.children import ModelProcess, start_model_server, wait_ready
-from wma_fusion.lifecycle import STACK_DIR_ENV, signals_deferred
-from wma_fusion.threaded import GatewayThread, StackError, free_port
+from wma_local.children import ModelProcess, start_model_server, wait_ready
+from wma_local.lifecycle import STACK_DIR_ENV, signals_deferred
+from wma_local.threaded import GatewayThread, StackError, free_port
 
 __all__ = [
     "BUNDLE_ENV",
@@ -46,11 +47,10 @@ __all__ = [
 
 DEFAULT_MODEL_IDS = ("9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m")
 LEGACY_MODEL_ID = "legacy"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-# Only in a source checkout (or an editable install): a wheel does not ship it.
-DEFAULT_BUNDLE = REPO_ROOT / "calibrators" / "mock.json"
+# The mock bundle is package data: a wheel ships it, no checkout needed.
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "mock.json"
 BUNDLE_ENV = "CALIBRATORS_PATH"
-log = logging.getLogger("wma_fusion.stack")
+log = logging.getLogger("wma_local.stack")
 
 
 def resolve_bundle(
@@ -59,13 +59,12 @@ def resolve_bundle(
     default: Path = DEFAULT_BUNDLE,
 ) -> Path:
     """The local stack's bundle: ``explicit``, else ``$CALIBRATORS_PATH``, else the
-    checkout's ``calibrators/mock.json``; a clear :class:`StackError` when none exists."""
+    mock bundle this package ships; a clear :class:`StackError` when none exists."""
     chosen = explicit or Path((os.environ if env is None else env).get(BUNDLE_ENV) or default)
     if not chosen.is_file():
         raise StackError(
             f"calibrator bundle {chosen} not found: set {BUNDLE_ENV} to a bundle file "
-            "(or pass `wma up --calibrators PATH`); the default calibrators/mock.json "
-            "exists only in a source checkout, not in an installed wheel"
+            "(or pass `wma up --calibrators PATH`)"
         )
     return chosen
 

@@ -1,4 +1,5 @@
-"""What an installed (non-editable) package needs: demo frames in the wheel, a bundle.
+"""What an installed (non-editable) package needs: demo frames and the mock bundle in the
+wheel, a bundle lookup that needs no checkout.
 
 The wheel is built from this checkout (``pip wheel --no-build-isolation``, so no
 network); the bundle lookup of ``wma up``/``wma demo`` is exercised through the CLI.
@@ -12,11 +13,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import wma_fusion
-from wma_fusion.stack import BUNDLE_ENV, DEFAULT_BUNDLE, StackError, resolve_bundle
+import wma_local
+from wma_local.stack import BUNDLE_ENV, DEFAULT_BUNDLE, StackError, resolve_bundle
 
 REPO = Path(__file__).resolve().parents[3]
-FRAMES = Path(wma_fusion.__file__).parent / "demo_frames"
+FRAMES = Path(wma_local.__file__).parent / "demo_frames"
 
 
 @pytest.mark.slow
@@ -31,22 +32,24 @@ def test_the_wheel_ships_every_demo_frame(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("wma_ensemble-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"wma_fusion/{p.relative_to(FRAMES.parent)}" for p in FRAMES.rglob("*")}
+    expected = {f"wma_local/{p.relative_to(FRAMES.parent)}" for p in FRAMES.rglob("*")}
     expected = {p for p in expected if p.endswith((".jpg", ".md"))}
     assert len([p for p in expected if p.endswith(".jpg")]) >= 4  # one participant at least
     assert expected <= shipped, sorted(expected - shipped)
+    assert "wma_local/mock.json" in shipped  # wma up's default bundle, no checkout needed
 
 
-def test_bundle_lookup_order_is_flag_then_env_then_checkout(tmp_path: Path) -> None:
+def test_bundle_lookup_order_is_flag_then_env_then_the_shipped_mock_bundle(tmp_path: Path) -> None:
     flag, env_file = tmp_path / "flag.json", tmp_path / "env.json"
     flag.write_text("{}")
     env_file.write_text("{}")
     assert resolve_bundle(flag, {BUNDLE_ENV: str(env_file)}) == flag
     assert resolve_bundle(None, {BUNDLE_ENV: str(env_file)}) == env_file
-    assert resolve_bundle(None, {}) == DEFAULT_BUNDLE  # this test runs from a checkout
+    assert resolve_bundle(None, {}) == DEFAULT_BUNDLE
+    assert DEFAULT_BUNDLE.is_file()
 
 
-def test_without_a_checkout_the_error_names_the_way_out(tmp_path: Path) -> None:
+def test_a_missing_default_bundle_error_names_the_way_out(tmp_path: Path) -> None:
     missing = tmp_path / "site-packages" / "calibrators" / "mock.json"
     with pytest.raises(StackError, match=f"set {BUNDLE_ENV}.*--calibrators"):
         resolve_bundle(None, {}, default=missing)

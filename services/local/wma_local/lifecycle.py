@@ -1,6 +1,6 @@
 """How the local stack's processes end: signals in the parent, the parent's death in a child.
 
-Two halves, both used by :class:`wma_fusion.stack.LocalStack` and the ``wma up`` /
+Two halves, both used by :class:`wma_local.stack.LocalStack` and the ``wma up`` /
 ``wma analyze`` / ``wma demo`` commands:
 
 * :func:`raise_on_signals` turns SIGTERM and SIGHUP into :class:`Terminated`
@@ -9,7 +9,7 @@ Two halves, both used by :class:`wma_fusion.stack.LocalStack` and the ``wma up``
   closing the terminal, Ctrl+C). Later signals are ignored, so a second one
   cannot cut the clean-up short; :func:`signals_deferred` holds one back while a
   child is being started, so no child escapes being recorded.
-* A child started by the stack runs ``python -m wma_fusion.lifecycle ARGS`` (that is
+* A child started by the stack runs ``python -m wma_local.lifecycle ARGS`` (that is
   ``wma ARGS`` under a guard) with ``WMA_PARENT_PID`` set. A daemon thread polls
   ``os.getppid()``; once the parent is gone (SIGKILL included: nothing runs in a
   killed parent) the child sends itself SIGTERM, so uvicorn shuts down cleanly,

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from wma_core import Banner
-
 from wma_fusion.rollout.metrics import FAILED
 from wma_fusion.rollout.records import RECORD_KIND, IdHasher
 from wma_fusion.upstream import FAILED_STATUSES

@@ -103,8 +103,9 @@ def local_gateway(bundle: Path | None = None) -> Iterator[str]:
     """A temporary local stack with its gateway on a thread; yields the gateway URL."""
     from wma_fusion.app import create_app
     from wma_fusion.errors import ConfigError
-    from wma_fusion.lifecycle import raise_on_signals
-    from wma_fusion.stack import GatewayThread, LocalStack, StackError, resolve_bundle
+
+    from wma_local.lifecycle import raise_on_signals
+    from wma_local.stack import GatewayThread, LocalStack, StackError, resolve_bundle
 
     with raise_on_signals(), LocalStack(bundle_path=resolve_bundle(bundle)) as stack:
         assert stack.config_path is not None
@@ -167,11 +168,11 @@ def _fail(command: str, message: str, code: int) -> int:
 
 def run_analyze(args: argparse.Namespace) -> int:
     import httpx
-
     from wma_fusion.client import FusionClientError
     from wma_fusion.inputs import PARTICIPANT_ID  # the gateway's own rule
-    from wma_fusion.lifecycle import Terminated, exit_code
-    from wma_fusion.stack import StackError
+
+    from wma_local.lifecycle import Terminated, exit_code
+    from wma_local.stack import StackError
 
     if args.gateway is not None and (problem := check_gateway_url(args.gateway)):
         return _fail("analyze", problem, 2)
@@ -203,9 +204,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import httpx
 
-    from wma_fusion.demo import run
-    from wma_fusion.lifecycle import Terminated, exit_code
-    from wma_fusion.stack import StackError
+    from wma_local.demo import run
+    from wma_local.lifecycle import Terminated, exit_code
+    from wma_local.stack import StackError
 
     if args.gateway is not None and (problem := check_gateway_url(args.gateway)):
         return _fail("demo", problem, 2)

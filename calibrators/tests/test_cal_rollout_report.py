@@ -169,7 +169,7 @@ def test_no_records_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_latency_bins_follow_the_data_not_the_slo() -> None:
-    from wma_fusion.rollout.report_render import latency_bins
+    from wma_calibrators.rollout.report_render import latency_bins
 
     # refused calls at ~1 ms, answers at tens of ms, one timeout at 2 s; the SLO is 5 s
     values = [1.2, 1.3, 1.1] + [float(v) for v in range(20, 80, 3)] + [2000.0]

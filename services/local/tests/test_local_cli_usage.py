@@ -18,8 +18,8 @@ import pytest
 import yaml
 from wma_cli.main import build_parser, main
 from wma_fusion.app import create_app
-from wma_fusion.samples import grey_frame
-from wma_fusion.stack import DEFAULT_BUNDLE, GatewayThread, free_port
+from wma_local.samples import grey_frame
+from wma_local.stack import DEFAULT_BUNDLE, GatewayThread, free_port
 
 MEMBER = "9rfa62j1"
 COMMANDS = (("gateway",), ("up",), ("analyze",), ("demo",), ("rollout", "report"))

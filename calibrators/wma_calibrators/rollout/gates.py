@@ -1,4 +1,4 @@
-"""The plan's rollout gates, judged on a :class:`~wma_fusion.rollout.report.Report`.
+"""The plan's rollout gates, judged on a :class:`~wma_calibrators.rollout.report.Report`.
 
 Each gate holds, fails, or is not evaluated (no data for it). The uncertain-rate
 gate accepts the ensemble's UNCERTAIN share within a tolerance band around the
@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from wma_fusion.rollout.report import Report
+    from wma_calibrators.rollout.report import Report
 
 AGREEMENT_MIN = 0.90
 UNCERTAIN_BAND = (0.01, 0.04)

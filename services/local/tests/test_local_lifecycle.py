@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from live_processes import WMA, children_of, http_ok, reap, wait_for
-from wma_fusion.demo import FRAMES_DIR
-from wma_fusion.stack import free_port
+from wma_local.demo import FRAMES_DIR
+from wma_local.stack import free_port
 
 pytestmark = pytest.mark.slow
 STACK_SIZE = 5  # four members and the legacy server

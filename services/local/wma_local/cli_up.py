@@ -3,7 +3,7 @@
 The gateway's port is bound before any child starts, so a busy port is one clear
 error (exit 2) instead of five servers started for nothing. SIGINT, SIGTERM and
 SIGHUP (a closed terminal) drain the gateway and stop every child; a child also
-ends by itself if this process is killed (:mod:`wma_fusion.lifecycle`). A model
+ends by itself if this process is killed (:mod:`wma_local.lifecycle`). A model
 server that dies while the stack runs is reported at once (WARNING with its model
 id, exit code and log file); the gateway keeps serving, degraded, without it. The
 children's logs are in the directory printed at start (``--log-dir`` to choose it);
@@ -23,7 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wma_fusion.stack import LocalStack
+    from wma_local.stack import LocalStack
 
 log = logging.getLogger("wma_fusion.up")
 CHILD_POLL_S = 1.0
@@ -42,7 +42,7 @@ def register_up(subparsers: Any) -> None:
     up.add_argument(
         "--calibrators",
         type=Path,
-        help="bundle (default: $CALIBRATORS_PATH, else the checkout's calibrators/mock.json)",
+        help="bundle (default: $CALIBRATORS_PATH, else the shipped mock bundle)",
     )
     up.add_argument(
         "--log-dir",
@@ -85,12 +85,12 @@ def _watch_children(stack: LocalStack, stop: threading.Event) -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     import uvicorn
-
     from wma_fusion.app import create_app
     from wma_fusion.cli import setup_logging
     from wma_fusion.errors import ConfigError
-    from wma_fusion.lifecycle import Terminated, raise_on_signals
-    from wma_fusion.stack import LocalStack, StackError, resolve_bundle
+
+    from wma_local.lifecycle import Terminated, raise_on_signals
+    from wma_local.stack import LocalStack, StackError, resolve_bundle
 
     setup_logging()
     try:

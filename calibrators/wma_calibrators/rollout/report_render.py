@@ -18,8 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from wma_fusion.rollout.gates import Gate, GateStatus, pct
-from wma_fusion.rollout.report import BANNERS, PATHS, Report
+from wma_calibrators.rollout.gates import Gate, GateStatus, pct
+from wma_calibrators.rollout.report import BANNERS, PATHS, Report
 
 
 def _num(x: float | None, fmt: str = "{:.1f}") -> str:

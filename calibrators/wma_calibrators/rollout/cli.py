@@ -1,6 +1,6 @@
 """``wma rollout report``: the rollout report over recorded comparison data.
 
-Hooked into ``wma`` by ``wma_fusion.cli`` calling :func:`register_rollout`.
+Hooked into ``wma`` by ``wma_cli.main`` calling :func:`register`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wma_fusion.rollout.config import RecordSink
-from wma_fusion.rollout.gates import UNCERTAIN_BAND
+
+from wma_calibrators.rollout.gates import UNCERTAIN_BAND
 
 if TYPE_CHECKING:
-    from wma_fusion.rollout.report import Labels
+    from wma_calibrators.rollout.report import Labels
 
 
-def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     key_env = RecordSink.model_fields["hash_key_env"].default
     band = " ".join(f"{x:g}" for x in UNCERTAIN_BAND)
     rollout = subparsers.add_parser(
@@ -76,7 +77,8 @@ def register_rollout(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _labels(args: argparse.Namespace, records: list[dict[str, Any]]) -> Labels | None:
     from wma_fusion.rollout.records import IdHasher
-    from wma_fusion.rollout.report import ReportError, load_labels
+
+    from wma_calibrators.rollout.report import ReportError, load_labels
 
     if args.labels is None:
         return None
@@ -103,7 +105,7 @@ def _labels(args: argparse.Namespace, records: list[dict[str, Any]]) -> Labels |
 
 def _check_args(args: argparse.Namespace) -> None:
     """Refuse bad options before any work, as one ``error:`` line (exit 2)."""
-    from wma_fusion.rollout.report import ReportError
+    from wma_calibrators.rollout.report import ReportError
 
     if not (math.isfinite(args.slo_ms) and args.slo_ms > 0):
         raise ReportError(f"--slo-ms must be a positive number of milliseconds, got {args.slo_ms}")
@@ -118,9 +120,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     # Imported here so that ``wma --help`` does not load numpy and matplotlib.
-    from wma_fusion.rollout.gates import GateStatus, judge_gates
-    from wma_fusion.rollout.report import ReportError, compute_report, load_records
-    from wma_fusion.rollout.report_render import (
+    from wma_calibrators.rollout.gates import GateStatus, judge_gates
+    from wma_calibrators.rollout.report import ReportError, compute_report, load_records
+    from wma_calibrators.rollout.report_render import (
         plot_confusion,
         plot_latency,
         render_text,

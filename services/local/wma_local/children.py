@@ -2,7 +2,7 @@
 
 Each child runs in its own session (so a terminal's Ctrl+C reaches only the
 parent, which then stops the children in order), under the guard of
-:mod:`wma_fusion.lifecycle` so it also ends when its parent dies without cleaning
+:mod:`wma_local.lifecycle` so it also ends when its parent dies without cleaning
 up. Its output goes to ``model-<id>.log`` in the stack's directory; its command
 line names its model id, so ``ps`` tells the servers apart.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from wma_fusion.lifecycle import PARENT_PID_ENV
-from wma_fusion.threaded import StackError, free_port
+from wma_local.lifecycle import PARENT_PID_ENV
+from wma_local.threaded import StackError, free_port
 
 
 @dataclass
@@ -64,7 +64,7 @@ def start_model_server(
 ) -> ModelProcess:
     """Spawn ``wma model-server --model-id ID --backend mock`` on a loopback port."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "wma_fusion.lifecycle", "model-server", "--model-id", model_id]
+    cmd = [sys.executable, "-m", "wma_local.lifecycle", "model-server", "--model-id", model_id]
     cmd += ["--backend", "mock", "--host", "127.0.0.1", "--port", str(port)]
     if bias:
         cmd += ["--bias", str(bias)]
