@@ -26,7 +26,7 @@ AGGS = {"9rfa62j1": "topk4", "1mjgo9w1": "softmax_b5", "dfsesrgu": "topk4", "4vt
 
 
 def reference_aggregate(frames: pd.DataFrame) -> pd.DataFrame:
-    """Per-video scores computed here from the formulas (REFERENCE section 2)."""
+    """Per-video scores computed here from the formulas (docs/calibrators.md)."""
 
     def pool(group: pd.Series) -> float:
         x = np.sort(group.to_numpy())[::-1]

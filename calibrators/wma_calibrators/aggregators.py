@@ -1,6 +1,6 @@
 """Which aggregator each model uses: defaults, ``ID=NAME`` flags and config files.
 
-The defaults are the product's four checkpoints (REFERENCE section 1). A config
+The defaults are the product's four checkpoints. A config
 file is YAML or JSON, either a flat ``{model_id: aggregator}`` mapping or one
 under an ``aggregators`` key; command-line flags override the file.
 """

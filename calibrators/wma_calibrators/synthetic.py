@@ -21,7 +21,7 @@ from wma_calibrators.aggregators import DEFAULT_AGGREGATORS
 from wma_calibrators.errors import CalibrateError
 from wma_calibrators.scores import table_format
 
-# Which method each default model specialises in (REFERENCE section 1).
+# Which method each default model specialises in.
 SPECIALITY: Mapping[str, str] = {
     "9rfa62j1": "EFS",
     "1mjgo9w1": "FaceSwap",

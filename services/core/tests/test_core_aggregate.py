@@ -1,4 +1,4 @@
-"""Aggregators equal REFERENCE section 2; names parse only in their valid forms."""
+"""Aggregators equal their formulas; names parse only in their valid forms."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Verdicts, confidence labels and banners: the decisions a user sees.
 
-The rules match the old meeting client (REFERENCE section 2) with one
+The rules match the old meeting client with one
 deliberate change: an answer in which no model scored any frame is
 ``NO_FACE`` with banner ``NONE``, never ``REAL``.
 """

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 from fastapi import Depends, FastAPI, Request
@@ -68,20 +68,6 @@ def _make_client(state: RuntimeState) -> httpx.AsyncClient:
     )
 
 
-async def handle_analyze(
-    gw: Gateway, request: Request, state: RuntimeState, start: float
-) -> dict[str, Any]:
-    """Read, validate and run one ``/v1/analyze`` request under ``state`` (the one
-    snapshot the whole request uses, even across a reload); returns the response body."""
-    span = trace.get_current_span()
-    analyze = await read_analyze_request(request, state.limits)
-    span.set_attribute("wma.frames", len(analyze.frames))
-    # rollout (issue 5): route on this state snapshot, run the paths, answer, record
-    return await serve_analyze(
-        gw.rollout, state, gw.http, analyze, tracer=gw.tracer, metrics=gw.metrics, start=start
-    )
-
-
 def create_app(
     config_path: str | Path | None = None,
     *,
@@ -98,7 +84,7 @@ def create_app(
     metrics = Metrics()
     holder = StateHolder(state, path, env, on_reload=metrics.record_reload)
     provider = tracer_provider or make_tracer_provider(state.config.telemetry, env)
-    rollout = RolloutRuntime(metrics.registry, holder, env)  # issue 5
+    rollout = RolloutRuntime(metrics.registry, holder, env)
     gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics, rollout)
 
     @contextlib.asynccontextmanager
@@ -112,7 +98,7 @@ def create_app(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-            await gw.rollout.drain()  # issue 5: shadow runs still use the client
+            await gw.rollout.drain()  # shadow runs still use the client
             await gw.client.aclose()
             if tracer_provider is None:
                 provider.shutdown()
@@ -146,7 +132,18 @@ def create_app(
             span.set_attribute("wma.slo.target_ms", slo_ms)
             status = 500
             try:
-                body = await handle_analyze(gw, request, state, start)
+                analyze = await read_analyze_request(request, state.limits)
+                span.set_attribute("wma.frames", len(analyze.frames))
+                # the rollout routes on this state snapshot, runs the paths, answers, records
+                body = await serve_analyze(
+                    gw.rollout,
+                    state,
+                    gw.http,
+                    analyze,
+                    tracer=gw.tracer,
+                    metrics=gw.metrics,
+                    start=start,
+                )
                 status = 200
                 return JSONResponse(body)
             except GatewayError as exc:

@@ -3,7 +3,7 @@
 ``FusionClient.process_frames`` returns what the old in-process four-model client
 returned (``verdict``, ``confidence``, ``fusion_score``, ``calibrated_scores``,
 ``predictions``, ``participant_name``, ``num_frames``, ``thresholds``) plus every
-field of the gateway's answer, so it drops into step 5 of the integration plan.
+field of the gateway's answer, so it replaces the old client in the meeting server.
 :class:`ParticipantTracker` is the only per-participant state: it turns answers
 into banner updates with hysteresis (escalate at once, calm down slowly).
 """

@@ -1,8 +1,8 @@
 """The ensemble path: fan out, aggregate, calibrate, fuse, decide, answer.
 
 :func:`run_ensemble` is the whole path for one batch of frames, callable next to
-the legacy path by the rollout; :meth:`EnsembleResult.response` is the one place
-the response body is built. Every number comes from :mod:`wma_core`.
+the legacy path by the rollout; :meth:`EnsembleResult.detail` gives the ensemble's
+fields of the response body. Every number comes from :mod:`wma_core`.
 """
 
 from __future__ import annotations
@@ -54,27 +54,20 @@ class EnsembleResult:
     decision: Decision
     state: RuntimeState
     latency_ms: float
-    mode: str = "ensemble"
-    served_by: str = "ensemble"
 
     @property
     def degraded(self) -> bool:
         failed = any(m.reply.failed for m in self.members.values())
         return failed or (self.fused.present > 0 and self.fused.degraded)
 
-    def response(self, **extra: Any) -> dict[str, Any]:
-        """The ``/v1/analyze`` response body (fields may be added, never removed)."""
+    def detail(self) -> dict[str, Any]:
+        """The ensemble's own fields of a served ``/v1/analyze`` answer
+        (:func:`wma_fusion.rollout.answer.answer_body` builds the whole body)."""
         thresholds = self.state.thresholds
-        body: dict[str, Any] = {
-            "participant_id": self.participant_id,
-            "verdict": self.decision.verdict.value,
+        return {
             "confidence": self.decision.confidence.value,
             "fusion_score": self.fused.score,
             "fusion_interval": list(self.fused.interval),
-            "banner": self.decision.banner.value,
-            "degraded": self.degraded,
-            "num_frames": self.num_frames,
-            "latency_ms": round(self.latency_ms, 3),
             "thresholds": {
                 "t_low": thresholds.t_low,
                 "t_high": thresholds.t_high,
@@ -82,13 +75,7 @@ class EnsembleResult:
             },
             "calibrators_sha256": self.state.bundle.sha256,
             "models": {mid: m.body() for mid, m in self.members.items()},
-            "mode": self.mode,
-            "served_by": self.served_by,
         }
-        if self.meeting_id is not None:
-            body["meeting_id"] = self.meeting_id
-        body.update(extra)
-        return body
 
 
 def _score(member: Member, reply: MemberReply) -> MemberResult:
@@ -181,11 +168,3 @@ async def run_ensemble(
         participant_id, meeting_id, len(frames), members, fused, decision, state, latency_ms
     )
     return result
-
-
-def count_answer(metrics: Metrics, result: EnsembleResult) -> None:
-    """Count a served answer (the rollout may run the ensemble without serving it)."""
-    metrics.verdicts.labels(verdict=result.decision.verdict.value).inc()
-    metrics.banners.labels(banner=result.decision.banner.value).inc()
-    if result.degraded:
-        metrics.degraded.inc()

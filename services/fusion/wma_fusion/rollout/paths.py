@@ -129,6 +129,49 @@ def ensemble_outcome(run: EnsembleRun) -> PathOutcome:
     )
 
 
+def answer_body(
+    req: AnalyzeInput,
+    plan: Route,
+    latency_ms: float,
+    *,
+    verdict: str,
+    banner: str,
+    degraded: bool,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``/v1/analyze`` response body, whichever path served (fields may be added,
+    never removed); ``detail`` holds the serving path's own fields."""
+    body: dict[str, Any] = {
+        "participant_id": req.participant_id,
+        "verdict": verdict,
+        "banner": banner,
+        "degraded": degraded,
+        "num_frames": len(req.frames),
+        "latency_ms": round(latency_ms, 3),
+        **detail,
+        "mode": plan.mode.value,
+        "served_by": plan.served_by.value,
+    }
+    if req.meeting_id is not None:
+        body["meeting_id"] = req.meeting_id
+    return body
+
+
+def ensemble_body(
+    run: EnsembleResult, req: AnalyzeInput, plan: Route, latency_ms: float
+) -> dict[str, Any]:
+    """The response served by the ensemble path."""
+    return answer_body(
+        req,
+        plan,
+        latency_ms,
+        verdict=run.decision.verdict.value,
+        banner=run.decision.banner.value,
+        degraded=run.degraded,
+        detail=run.detail(),
+    )
+
+
 def legacy_body(
     result: LegacyResult, req: AnalyzeInput, plan: Route, latency_ms: float
 ) -> dict[str, Any]:
@@ -137,17 +180,12 @@ def legacy_body(
         raise LegacyUnavailable(
             result.error or "the legacy model gave no answer", legacy_status=result.status.value
         )
-    body: dict[str, Any] = {
-        "participant_id": req.participant_id,
-        "verdict": result.verdict.value,
-        "banner": result.banner.value,
-        "degraded": False,
-        "num_frames": len(req.frames),
-        "latency_ms": round(latency_ms, 3),
-        "mode": plan.mode.value,
-        "served_by": plan.served_by.value,
-        "legacy": result.detail(),
-    }
-    if req.meeting_id is not None:
-        body["meeting_id"] = req.meeting_id
-    return body
+    return answer_body(
+        req,
+        plan,
+        latency_ms,
+        verdict=result.verdict.value,
+        banner=result.banner.value,
+        degraded=False,
+        detail={"legacy": result.detail()},
+    )

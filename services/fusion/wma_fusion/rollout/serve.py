@@ -2,10 +2,11 @@
 
 :func:`serve_analyze` is called by the gateway's analyze route with the state
 snapshot the request read once at its start, so a hot reload (e.g. a rollback
-from canary to legacy) changes the next request, never one in flight. Both
-paths start at once; the serving one is awaited, the shadowed one finishes in a
-background task that writes the comparison record, so it never delays or fails
-the served answer. :class:`RolloutRuntime` (one per app) owns the record
+from canary to legacy) changes the next request, never one in flight. One path
+is awaited directly; when both run they start at once, the serving one is
+awaited and the shadowed one finishes in a background task that writes the
+comparison record, so it never delays or fails the served answer. The answer is
+counted in the metrics here, once. :class:`RolloutRuntime` (one per app) owns the record
 writer, the rollout metrics and those background tasks.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any
 
 import httpx
@@ -22,12 +23,13 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from wma_fusion.inputs import AnalyzeInput
-from wma_fusion.pipeline import EnsembleResult, count_answer
+from wma_fusion.pipeline import EnsembleResult
 from wma_fusion.rollout.config import RolloutMode
 from wma_fusion.rollout.legacy import LegacyResult
 from wma_fusion.rollout.metrics import RolloutMetrics
 from wma_fusion.rollout.paths import (
     EnsembleRun,
+    ensemble_body,
     ensemble_outcome,
     ensemble_run,
     failure_outcome,
@@ -173,39 +175,40 @@ async def serve_analyze(
     span.set_attribute("wma.rollout.mode", plan.mode.value)
     span.set_attribute("wma.rollout.served_by", plan.served_by.value)
     serve_legacy = plan.served_by is ServedBy.LEGACY
-    legacy_task = ensemble_task = None
-    if plan.run_legacy:
-        legacy_task = asyncio.create_task(
-            legacy_run(state, client, req, tracer=tracer, rollout=rt.metrics, metrics=metrics)
-        )
-    if plan.run_ensemble:
-        ensemble_task = asyncio.create_task(
-            ensemble_run(
-                state,
-                client,
-                req,
-                tracer=tracer,
-                metrics=metrics,
-                rollout=rt.metrics,
-                served=not serve_legacy,
-            )
-        )
-    if legacy_task is not None and ensemble_task is not None:
-        rt.spawn(_compare(rt, state, req, plan, (legacy_task, ensemble_task), start))
     rt.metrics.served.labels(mode=plan.mode.value, served_by=plan.served_by.value).inc()
-    if serve_legacy:
-        assert legacy_task is not None
-        result = await legacy_task
-        body = legacy_body(result, req, plan, (time.monotonic() - start) * 1000.0)
-        metrics.verdicts.labels(verdict=body["verdict"]).inc()
-        metrics.banners.labels(banner=body["banner"]).inc()
+
+    def legacy() -> Coroutine[Any, Any, LegacyResult]:
+        return legacy_run(state, client, req, tracer=tracer, rollout=rt.metrics, metrics=metrics)
+
+    def ensemble() -> Coroutine[Any, Any, EnsembleRun]:
+        return ensemble_run(
+            state,
+            client,
+            req,
+            tracer=tracer,
+            metrics=metrics,
+            rollout=rt.metrics,
+            served=not serve_legacy,
+        )
+
+    if plan.compared:  # both start at once; the shadowed one finishes in the background
+        tasks = (asyncio.create_task(legacy()), asyncio.create_task(ensemble()))
+        rt.spawn(_compare(rt, state, req, plan, tasks, start))
+        served: Awaitable[LegacyResult | EnsembleRun] = tasks[0] if serve_legacy else tasks[1]
+    else:  # one path: awaited directly
+        served = legacy() if serve_legacy else ensemble()
+    result = await served
+    latency_ms = (time.monotonic() - start) * 1000.0
+    if isinstance(result, LegacyResult):
+        body = legacy_body(result, req, plan, latency_ms)
     else:
-        assert ensemble_task is not None
-        run = await ensemble_task
-        assert isinstance(run, EnsembleResult)  # a serving run raises instead
-        count_answer(metrics, run)
-        latency_ms = round((time.monotonic() - start) * 1000.0, 3)
-        body = run.response(latency_ms=latency_ms, mode=plan.mode.value, served_by="ensemble")
+        assert isinstance(result, EnsembleResult)  # a serving run raises instead
+        body = ensemble_body(result, req, plan, latency_ms)
+    # the served answer is counted here, and only here
+    metrics.verdicts.labels(verdict=body["verdict"]).inc()
+    metrics.banners.labels(banner=body["banner"]).inc()
+    if body["degraded"]:
+        metrics.degraded.inc()
     span.set_attribute("wma.verdict", body["verdict"])
     span.set_attribute("wma.degraded", bool(body["degraded"]))
     return body
