@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from wma_core import Banner
+from wma_core import FAILED_STATUSES, Banner
 from wma_fusion.rollout.metrics import FAILED
 from wma_fusion.rollout.records import RECORD_KIND, IdHasher
-from wma_fusion.upstream import FAILED_STATUSES
 
 PATHS = ("legacy", "ensemble")
 # The confusion matrix's rows and columns: each banner, and a failed path.

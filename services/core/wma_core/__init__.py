@@ -15,8 +15,9 @@ from wma_core.aggregate import (
     topk_mean,
 )
 from wma_core.calibration import IsotonicCurve
-from wma_core.fusion import FusedScore, fuse
+from wma_core.fusion import FusedScore, fuse, is_degraded
 from wma_core.fusion_rules import FUSION_KINDS, NOISY_OR, FusionRule, logit, noisy_or, sigmoid
+from wma_core.status import FAILED_STATUSES, MemberStatus
 from wma_core.verdict import (
     BANNER_RANK,
     T_HIGH_DEFAULT,
@@ -36,6 +37,7 @@ from wma_core.verdict import (
 
 __all__ = [
     "BANNER_RANK",
+    "FAILED_STATUSES",
     "FUSION_KINDS",
     "NOISY_OR",
     "T_HIGH_DEFAULT",
@@ -49,6 +51,7 @@ __all__ = [
     "FusedScore",
     "FusionRule",
     "IsotonicCurve",
+    "MemberStatus",
     "Thresholds",
     "Verdict",
     "aggregate",
@@ -56,6 +59,7 @@ __all__ = [
     "confidence_label",
     "decide",
     "fuse",
+    "is_degraded",
     "legacy_banner",
     "logit",
     "noisy_or",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from wma_core.fusion_rules import NOISY_OR, FusionRule, noisy_or
 
-__all__ = ["FusedScore", "fuse", "noisy_or"]
+__all__ = ["FusedScore", "fuse", "is_degraded", "noisy_or"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,14 @@ class FusedScore:
     missing: tuple[str, ...]
     present: int
 
-    @property
-    def degraded(self) -> bool:
-        return bool(self.missing)
+
+def is_degraded(fused: FusedScore, *, any_failed: bool) -> bool:
+    """Whether an answer is degraded: a member failed (``any_failed``), or some
+    members scored while others did not (the verdict rests on an interval).
+
+    No member scoring at all (no face in any frame) is an answer, not a degraded one.
+    """
+    return any_failed or (fused.present > 0 and bool(fused.missing))
 
 
 def fuse(

@@ -10,10 +10,10 @@ import socket
 import httpx
 import pytest
 from PIL import Image
-from wma_core import Banner, Verdict
+from wma_core import Banner, MemberStatus, Verdict
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.rollout.config import LegacyPath
-from wma_fusion.rollout.legacy import LegacyStatus, band, run_legacy
+from wma_fusion.rollout.legacy import band, run_legacy
 
 PATH = LegacyPath(endpoint="http://legacy.test:9005", timeout_s=1.0)  # type: ignore[arg-type]
 
@@ -61,7 +61,7 @@ def test_mean_probability_is_banded_like_the_old_client(
     probs: list[float], banner: Banner, verdict: Verdict
 ) -> None:
     result = _run(_answer(probs))
-    assert result.status is LegacyStatus.OK
+    assert result.status is MemberStatus.OK
     assert (result.banner, result.verdict) == (banner, verdict)
     assert result.mean_prob == pytest.approx(sum(probs) / len(probs))
     assert result.detail() == {
@@ -74,7 +74,7 @@ def test_mean_probability_is_banded_like_the_old_client(
 
 def test_no_scored_frame_is_no_face_with_banner_none() -> None:
     result = _run(_answer([]))
-    assert result.status is LegacyStatus.NO_FACES
+    assert result.status is MemberStatus.NO_FACES
     assert (result.banner, result.verdict, result.mean_prob) == (Banner.NONE, Verdict.NO_FACE, None)
 
 
@@ -109,7 +109,7 @@ def test_custom_threshold_and_margin_are_used() -> None:
 
 def test_http_error_status_is_an_error_value_naming_the_status() -> None:
     result = _run(httpx.MockTransport(lambda _r: httpx.Response(500, json={"error": "boom"})))
-    assert result.status is LegacyStatus.ERROR and not result.answered
+    assert result.status is MemberStatus.ERROR and not result.answered
     assert result.verdict is None and "HTTP 500" in (result.error or "")
 
 
@@ -124,7 +124,7 @@ def test_http_error_status_is_an_error_value_naming_the_status() -> None:
 )
 def test_malformed_reply_is_an_error_value(payload: object) -> None:
     result = _run(httpx.MockTransport(lambda _r: httpx.Response(200, content=json.dumps(payload))))
-    assert result.status is LegacyStatus.ERROR and result.error
+    assert result.status is MemberStatus.ERROR and result.error
 
 
 def test_slow_legacy_model_times_out_within_its_budget() -> None:
@@ -134,7 +134,7 @@ def test_slow_legacy_model_times_out_within_its_budget() -> None:
 
     path = LegacyPath(endpoint="http://l.test", timeout_s=0.2)  # type: ignore[arg-type]
     result = _run(httpx.MockTransport(slow), path)
-    assert result.status is LegacyStatus.TIMEOUT
+    assert result.status is MemberStatus.TIMEOUT
     assert "no reply within 0.20s" in (result.error or "")
 
 
@@ -149,7 +149,7 @@ def test_unreachable_legacy_model_is_an_error_value() -> None:
             return await run_legacy(client, path, [_jpeg()], breaker=CircuitBreaker(5, 10.0))
 
     result = asyncio.run(go())
-    assert result.status is LegacyStatus.ERROR
+    assert result.status is MemberStatus.ERROR
     assert "connect error" in (result.error or "")
 
 
@@ -173,5 +173,5 @@ def test_the_legacy_call_carries_the_request_trace_context() -> None:
 def test_a_non_json_error_body_of_the_legacy_model_is_never_echoed() -> None:
     leak = "Traceback: secret internal detail"
     result = _run(httpx.MockTransport(lambda _r: httpx.Response(502, text=leak)))
-    assert result.status is LegacyStatus.ERROR
+    assert result.status is MemberStatus.ERROR
     assert "HTTP 502" in (result.error or "") and "secret" not in (result.error or "")

@@ -18,10 +18,11 @@ import pytest
 import yaml
 from legacy_server import LegacyServer
 from live_processes import wait_for
+from wma_core import MemberStatus
 from wma_fusion.app import create_app
 from wma_fusion.breaker import BreakerState, CircuitBreaker
 from wma_fusion.rollout.config import LegacyPath
-from wma_fusion.rollout.legacy import LegacyStatus, run_legacy
+from wma_fusion.rollout.legacy import run_legacy
 from wma_fusion.state import StateHolder, load_state
 from wma_local.samples import grey_frame
 from wma_local.stack import DEFAULT_BUNDLE, GatewayThread
@@ -148,7 +149,7 @@ def test_the_legacy_timeout_applies_when_it_is_below_the_deadline() -> None:
             return await run_legacy(client, path, [grey_frame(1)], breaker=breaker, deadline_s=30.0)
 
     result = asyncio.run(go())
-    assert result.status is LegacyStatus.TIMEOUT and "within 0.20s" in (result.error or "")
+    assert result.status is MemberStatus.TIMEOUT and "within 0.20s" in (result.error or "")
 
 
 def test_the_legacy_breaker_survives_a_reload_while_its_endpoint_is_unchanged(

@@ -150,11 +150,11 @@ def test_a_shadow_task_from_before_a_records_reload_writes_to_the_current_sink(
     import asyncio
 
     import yaml
-    from wma_core import Banner, Verdict
+    from wma_core import Banner, MemberStatus, Verdict
     from wma_fusion.app import create_app
     from wma_fusion.inputs import AnalyzeInput
     from wma_fusion.rollout.config import RolloutMode
-    from wma_fusion.rollout.legacy import LegacyResult, LegacyStatus
+    from wma_fusion.rollout.legacy import LegacyResult
     from wma_fusion.rollout.router import Route, ServedBy
     from wma_fusion.rollout.serve import _compare
     from wma_local.stack import DEFAULT_BUNDLE
@@ -181,7 +181,7 @@ def test_a_shadow_task_from_before_a_records_reload_writes_to_the_current_sink(
 
     req = AnalyzeInput(frames=[b"x"], participant_id="alice", meeting_id=None)
     plan = Route(RolloutMode.SHADOW, ServedBy.LEGACY, run_legacy=True, run_ensemble=True)
-    leg = LegacyResult(LegacyStatus.OK, 1.0, 0.75, 0.05, (0.1,), 0.1, Banner.GREEN, Verdict.REAL)
+    leg = LegacyResult(MemberStatus.OK, 1.0, 0.75, 0.05, (0.1,), 0.1, Banner.GREEN, Verdict.REAL)
 
     async def paths() -> tuple[asyncio.Task[LegacyResult], asyncio.Task[PathOutcome]]:
         async def legacy() -> LegacyResult:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from wma_fusion.breaker import BreakerState
 from wma_fusion.rollout.config import RolloutMode
 from wma_fusion.state import Member, RuntimeState
 
@@ -40,7 +41,7 @@ async def _probe_legacy(client: httpx.AsyncClient, state: RuntimeState) -> dict[
         return None
     result = await probe(client, legacy.base_url, "legacy")
     breaker = state.legacy_breaker
-    return {**result, "circuit": breaker.state.value if breaker else "closed"}
+    return {**result, "circuit": (breaker.state if breaker else BreakerState.CLOSED).value}
 
 
 async def readiness(client: httpx.AsyncClient, state: RuntimeState) -> tuple[bool, dict[str, Any]]:

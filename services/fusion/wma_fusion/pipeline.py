@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
-from wma_core import Decision, FusedScore, decide, fuse
+from wma_core import Decision, FusedScore, MemberStatus, decide, fuse, is_degraded
 
+from wma_fusion.breaker import BreakerState
 from wma_fusion.errors import EnsembleUnavailable
 from wma_fusion.state import Member, RuntimeState
 from wma_fusion.telemetry import Metrics
@@ -57,8 +58,8 @@ class EnsembleResult:
 
     @property
     def degraded(self) -> bool:
-        failed = any(m.reply.failed for m in self.members.values())
-        return failed or (self.fused.present > 0 and self.fused.degraded)
+        any_failed = any(m.reply.failed for m in self.members.values())
+        return is_degraded(self.fused, any_failed=any_failed)
 
     def detail(self) -> dict[str, Any]:
         """The ensemble's own fields of a served ``/v1/analyze`` answer
@@ -79,7 +80,7 @@ class EnsembleResult:
 
 
 def _score(member: Member, reply: MemberReply) -> MemberResult:
-    aggregated = member.aggregator(reply.probs) if reply.status == "ok" else None
+    aggregated = member.aggregator(reply.probs) if reply.status is MemberStatus.OK else None
     calibrated = member.curve(aggregated) if aggregated is not None else None
     return MemberResult(reply, member.aggregator.name, aggregated, calibrated)
 
@@ -118,7 +119,7 @@ async def _traced_call(
         metrics.model_seconds.labels(model=entry.id).observe(reply.latency_ms / 1000.0)
         metrics.model_outcomes.labels(model=entry.id, status=reply.status).inc()
         metrics.circuit_open.labels(model=entry.id).set(
-            0 if member.breaker.state == "closed" else 1
+            0 if member.breaker.state is BreakerState.CLOSED else 1
         )
     return reply
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 from opentelemetry import propagate
+from wma_core.status import MemberStatus
 from wma_wire.frames import sniff_format
 from wma_wire.protocol import (
     UNSCORED,
@@ -36,7 +37,6 @@ LEGACY_QUERY = {
     "debug": "false",
     "yolo_conf_threshold": "0.8",
 }
-FAILED_STATUSES = frozenset({"timeout", "error", "circuit_open"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class MemberReply:
     """What one member answered: the per-frame probabilities it scored, or why not."""
 
     model_id: str
-    status: str  # ok | no_faces | timeout | error | circuit_open
+    status: MemberStatus
     probs: tuple[float, ...] = ()
     latency_ms: float = 0.0
     error: str | None = None
@@ -52,7 +52,7 @@ class MemberReply:
 
     @property
     def failed(self) -> bool:
-        return self.status in FAILED_STATUSES
+        return self.status.failed
 
 
 class UpstreamError(Exception):
@@ -133,24 +133,24 @@ async def call_member(
     start = time.monotonic()
 
     def reply(
-        status: str,
+        status: MemberStatus,
         probs: list[float] | None = None,
         error: str | None = None,
         retried: bool = False,
     ) -> MemberReply:
         latency = (time.monotonic() - start) * 1000.0
-        if status in ("timeout", "error"):
+        if status in (MemberStatus.TIMEOUT, MemberStatus.ERROR):
             breaker.record_failure(f"{status}: {error}")
         return MemberReply(entry.id, status, tuple(probs or ()), latency, error, retried)
 
     if not breaker.allow():
-        return reply("circuit_open", error="circuit breaker is open")
+        return reply(MemberStatus.CIRCUIT_OPEN, error="circuit breaker is open")
     retried = False
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return reply("timeout", error="request deadline passed", retried=retried)
+                return reply(MemberStatus.TIMEOUT, error="request deadline passed", retried=retried)
             budget = min(entry.timeout_s, remaining)
             timeout = httpx.Timeout(budget, connect=min(budget, 2.0))
             try:
@@ -161,15 +161,21 @@ async def call_member(
                         probs = await _post_legacy(client, entry, frames, timeout)
             except httpx.ConnectError as exc:
                 if retried or connect_retries < 1:
-                    return reply("error", error=f"connect error: {exc}", retried=retried)
+                    return reply(MemberStatus.ERROR, error=f"connect error: {exc}", retried=retried)
                 retried = True
                 continue
             except (TimeoutError, httpx.TimeoutException):
-                return reply("timeout", error=f"no reply within {budget:.2f}s", retried=retried)
+                return reply(
+                    MemberStatus.TIMEOUT, error=f"no reply within {budget:.2f}s", retried=retried
+                )
             except (httpx.HTTPError, UpstreamError) as exc:
-                return reply("error", error=str(exc) or type(exc).__name__, retried=retried)
+                return reply(
+                    MemberStatus.ERROR, error=str(exc) or type(exc).__name__, retried=retried
+                )
             breaker.record_success()
-            return reply("ok" if probs else "no_faces", probs, retried=retried)
+            return reply(
+                MemberStatus.OK if probs else MemberStatus.NO_FACES, probs, retried=retried
+            )
     except asyncio.CancelledError:
         breaker.record_failure("cancelled")
         raise

@@ -5,7 +5,7 @@ the gateway's own member call (:func:`wma_fusion.upstream.call_member` with the
 legacy protocol: the old client's query, the request's trace context, the
 member's error handling), the mean of the per-frame probabilities it returns,
 and the old banding (RED at ``>= thr + margin``, YELLOW at ``>= thr - margin``,
-else GREEN). Failures are values (:class:`LegacyStatus`), never exceptions, so a
+else GREEN). Failures are values (a failed :class:`~wma_core.MemberStatus`), never exceptions, so a
 shadowed legacy call cannot fail the request it rides along with; the caller
 decides what a failure means (503 when legacy serves). Like an ensemble member,
 the legacy model sits behind a circuit breaker (``circuit_open``: not called),
@@ -18,11 +18,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import httpx
-from wma_core import Banner, Verdict, banner_for, legacy_banner
+from wma_core import Banner, MemberStatus, Verdict, banner_for, legacy_banner
 
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import ModelEntry
@@ -36,21 +35,11 @@ LEGACY_MODEL_ID = "legacy"
 _VERDICT_OF_BANNER = {banner_for(verdict): verdict for verdict in Verdict}
 
 
-class LegacyStatus(StrEnum):
-    """The statuses of :class:`~wma_fusion.upstream.MemberReply`, as an enum."""
-
-    OK = "ok"
-    NO_FACES = "no_faces"
-    TIMEOUT = "timeout"
-    ERROR = "error"
-    CIRCUIT_OPEN = "circuit_open"
-
-
 @dataclass(frozen=True)
 class LegacyResult:
     """The outcome of one legacy call; ``banner``/``verdict`` are ``None`` on failure."""
 
-    status: LegacyStatus
+    status: MemberStatus
     latency_ms: float
     threshold: float
     margin: float
@@ -63,7 +52,7 @@ class LegacyResult:
     @property
     def answered(self) -> bool:
         """The legacy model gave an answer (possibly with no scored frame)."""
-        return self.status in (LegacyStatus.OK, LegacyStatus.NO_FACES)
+        return self.status.answered
 
     def detail(self) -> dict[str, Any]:
         """The ``legacy`` object of a response served by this path."""
@@ -119,7 +108,7 @@ async def run_legacy(
         deadline=time.monotonic() + budget_s,
         connect_retries=0,
     )
-    status = LegacyStatus(reply.status)
+    status = reply.status
     if reply.failed:
         error = f"legacy model: {reply.error or status.value}"
         return LegacyResult(status, reply.latency_ms, path.threshold, path.margin, error=error)

@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
+from wma_core import MemberStatus
 
+from wma_fusion.breaker import BreakerState
 from wma_fusion.errors import GatewayError, LegacyUnavailable
 from wma_fusion.inputs import AnalyzeInput
 from wma_fusion.pipeline import EnsembleResult, run_ensemble
@@ -54,7 +56,7 @@ async def ensemble_run(
             metrics=metrics,
         )
     except Exception as exc:
-        rollout.path_failures.labels(path="ensemble", status="error").inc()
+        rollout.path_failures.labels(path="ensemble", status=MemberStatus.ERROR).inc()
         if served:
             raise
         if not isinstance(exc, GatewayError):
@@ -71,7 +73,7 @@ def failure_outcome(exc: BaseException, start: float) -> PathOutcome:
         message = f"internal error ({type(exc).__name__})"
     else:  # cancelled, e.g. by the shutdown drain
         message = type(exc).__name__
-    return PathOutcome("error", (time.monotonic() - start) * 1000.0, error=message)
+    return PathOutcome(MemberStatus.ERROR, (time.monotonic() - start) * 1000.0, error=message)
 
 
 async def legacy_run(
@@ -110,7 +112,7 @@ async def legacy_run(
             rollout.path_failures.labels(path="legacy", status=result.status.value).inc()
     if metrics is not None:
         metrics.circuit_open.labels(model=LEGACY_GAUGE_LABEL).set(
-            0 if breaker.state == "closed" else 1
+            0 if breaker.state is BreakerState.CLOSED else 1
         )
     return result
 
@@ -119,7 +121,7 @@ def ensemble_outcome(run: EnsembleRun) -> PathOutcome:
     if isinstance(run, PathOutcome):
         return run
     return PathOutcome(
-        status="ok" if run.fused.present else "no_faces",
+        status=MemberStatus.OK if run.fused.present else MemberStatus.NO_FACES,
         latency_ms=run.latency_ms,
         verdict=run.decision.verdict.value,
         banner=run.decision.banner.value,

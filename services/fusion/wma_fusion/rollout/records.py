@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from wma_core import MemberStatus
+
 from wma_fusion.rollout.config import RecordSink
 from wma_fusion.rollout.legacy import LegacyResult
 
@@ -36,7 +38,7 @@ _log = logging.getLogger("wma.rollout")
 class PathOutcome:
     """What one path answered (or why it did not), in record form."""
 
-    status: str  # ok | no_faces | timeout | error (| whatever the gateway reports)
+    status: MemberStatus
     latency_ms: float
     verdict: str | None = None
     banner: str | None = None
@@ -48,15 +50,17 @@ class PathOutcome:
     def __post_init__(self) -> None:
         # Every record gives latencies to the microsecond, whichever path built it.
         object.__setattr__(self, "latency_ms", round(self.latency_ms, 3))
+        # A status given by its wire value (tests, replays) is the same status.
+        object.__setattr__(self, "status", MemberStatus(self.status))
 
     @property
     def answered(self) -> bool:
-        return self.status in ("ok", "no_faces")
+        return self.status.answered
 
 
 def legacy_outcome(result: LegacyResult) -> PathOutcome:
     return PathOutcome(
-        status=result.status.value,
+        status=result.status,
         latency_ms=result.latency_ms,
         verdict=None if result.verdict is None else result.verdict.value,
         banner=None if result.banner is None else result.banner.value,
