@@ -25,13 +25,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from wma_core.aggregate import AggregatorError, parse_aggregator
 from wma_wire.frames import FrameLimits
+from wma_wire.ids import ModelId
 
 from wma_fusion.errors import ConfigError
 from wma_fusion.rollout.config import RolloutConfig
 
 CONFIG_ENV = "WMA_GATEWAY_CONFIG"
-MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
 class _Strict(BaseModel):
@@ -39,11 +40,21 @@ class _Strict(BaseModel):
 
 
 class ModelEntry(_Strict):
-    id: str = Field(pattern=MODEL_ID_PATTERN)
+    id: ModelId
     endpoint: HttpUrl
     protocol: Literal["oip", "legacy"] = "oip"
     aggregator: str | None = None
     timeout_s: float = Field(default=4.0, gt=0, le=60)
+
+    @field_validator("aggregator")
+    @classmethod
+    def _known_aggregator(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                parse_aggregator(name)
+            except AggregatorError as exc:
+                raise ValueError(str(exc)) from None
+        return name
 
     @property
     def base_url(self) -> str:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from wma_wire.frames import FrameLimits
+from wma_wire.ids import ModelId
 
 __all__ = ["ModelServerSettings"]
 
@@ -19,7 +20,7 @@ class ModelServerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WMA_MS_", extra="forbid", frozen=True)
 
-    model_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    model_id: ModelId
     backend: Literal["mock", "effort"] = "mock"
     checkpoint: Path | None = None
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
