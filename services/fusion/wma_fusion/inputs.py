@@ -16,7 +16,6 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 from wma_wire.body import read_body
 from wma_wire.formdata import FormPart, read_form_parts
@@ -27,7 +26,6 @@ from wma_fusion.errors import InputError, UnsupportedMedia
 
 PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: "$" would allow "\n"
 MAX_FIELD_BYTES = 4096
-EXTRA_FORM_PARTS = 16  # participant_id, meeting_id and a few fields ignored
 
 
 @dataclass(frozen=True)
@@ -35,20 +33,6 @@ class AnalyzeInput:
     frames: list[bytes]
     participant_id: str
     meeting_id: str | None
-
-
-def parse_multipart(body: bytes, content_type: str, max_files: int) -> list[FormPart]:
-    """Every part of a complete ``multipart/form-data`` body, in order: the model
-    server's in-memory reader, which refuses an empty, cut-off or unterminated body
-    (400) and far more parts than ``max_files`` frames (413)."""
-    if parse_options_header(content_type)[0] != b"multipart/form-data":
-        raise UnsupportedMedia("the request must be multipart/form-data with a 'files' field")
-    return read_form_parts(
-        body,
-        content_type,
-        max_parts=max_files + EXTRA_FORM_PARTS,
-        limit_note=f"max_files={max_files}",
-    )
 
 
 def _text_field(parts: list[FormPart], request: Request, name: str) -> str | None:
@@ -73,8 +57,13 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
     # the cap allows for the multipart framing around the frames themselves
     body = await read_body(request, limits.max_request_bytes)
     # Parsing up to 64 MiB of multipart is CPU work: keep it off the event loop.
+    # The model server's reader and rules: 415 if not multipart, 400 if not complete,
+    # 413 past max_files + EXTRA_FORM_PARTS parts.
     parts = await asyncio.to_thread(
-        parse_multipart, body, request.headers.get("content-type", ""), limits.max_files
+        read_form_parts,
+        body,
+        request.headers.get("content-type", ""),
+        max_files=limits.max_files,
     )
     frames: list[bytes] = []
     for part in parts:

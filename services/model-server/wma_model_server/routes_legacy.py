@@ -59,7 +59,7 @@ async def check_frame_batch(
         parse_frame_parts,
         body,
         request.headers.get("content-type", ""),
-        max_parts=settings.max_files,
+        max_files=settings.max_files,
     )
     scores = await pipeline.score_encoded(frames, recrop=recrop, debug=debug)
     probs = scores.scored
@@ -90,7 +90,7 @@ async def check_frame(
         parse_frame_parts,
         body,
         request.headers.get("content-type", ""),
-        max_parts=1,
+        max_files=1,
         field=SINGLE_FIELD,
     )
     if len(frames) != 1:

@@ -9,6 +9,11 @@ by the legacy ``/check_frame_batch`` route and the gateway's ``/v1/analyze``.
 boundary, so an empty, truncated or unterminated body would pass with whatever
 parts it had (a frame cut short included); the ``on_end`` callback is what
 tells a complete body apart, and without it the body is refused.
+
+The two rules both services share live here, once: a body that is not
+``multipart/form-data`` is a 415 naming its content type, and a form may hold
+at most ``max_files + EXTRA_FORM_PARTS`` parts (the frames, ``participant_id``,
+``meeting_id`` and a few fields that are ignored) before it is a 413.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from wma_wire.errors import BadRequestError, LimitExceededError
+from wma_wire.errors import BadRequestError, LimitExceededError, UnsupportedFormatError
 
-__all__ = ["MALFORMED", "FormPart", "read_form_parts"]
+__all__ = ["EXTRA_FORM_PARTS", "MALFORMED", "FormPart", "read_form_parts"]
 
 MALFORMED = "malformed multipart body"
+EXTRA_FORM_PARTS = 16  # besides the frames: participant_id, meeting_id, ignored fields
 
 
 @dataclass
@@ -50,19 +56,19 @@ class FormPart:
         return mime.decode("latin-1").lower()  # header bytes need not be UTF-8
 
 
-def read_form_parts(
-    body: bytes, content_type: str, *, max_parts: int, limit_note: str | None = None
-) -> list[FormPart]:
+def read_form_parts(body: bytes, content_type: str, *, max_files: int) -> list[FormPart]:
     """Every part of a complete ``multipart/form-data`` body, in order.
 
-    Raises :class:`BadRequestError` (400) for another content type, a missing
-    boundary parameter or a body that is malformed, empty or cut off, and
-    :class:`LimitExceededError` (413) past ``max_parts`` parts (``limit_note``,
-    e.g. ``"max_files=16"``, names the setting behind the limit).
+    Raises :class:`UnsupportedFormatError` (415) for another content type,
+    :class:`BadRequestError` (400) for a missing boundary parameter or a body that
+    is malformed, empty or cut off, and :class:`LimitExceededError` (413) past
+    ``max_files + EXTRA_FORM_PARTS`` parts.
     """
     mime, params = parse_options_header(content_type)
     if mime != b"multipart/form-data":
-        raise BadRequestError("expected a multipart/form-data body")
+        got = repr(mime.decode("latin-1")) if mime else "no content type"
+        raise UnsupportedFormatError(f"the request must be multipart/form-data, got {got}")
+    max_parts = max_files + EXTRA_FORM_PARTS
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequestError(f"{MALFORMED}: the content type has no boundary parameter")
@@ -73,9 +79,7 @@ def read_form_parts(
 
     def on_part_begin() -> None:
         if len(parts) >= max_parts:
-            raise LimitExceededError(
-                f"too many form parts ({limit_note or f'more than {max_parts}'})"
-            )
+            raise LimitExceededError(f"too many form parts (max_files={max_files})")
         parts.append(FormPart())
         open_part[0] = True
 

@@ -20,16 +20,16 @@ ALLOWED_PART_TYPES = {"image/jpeg", "image/jpg", "image/png", "application/octet
 
 
 def parse_frame_parts(
-    body: bytes, content_type: str, *, max_parts: int, field: str = BATCH_FIELD
+    body: bytes, content_type: str, *, max_files: int, field: str = BATCH_FIELD
 ) -> list[bytes]:
     """The bytes of every part named ``field``, in order; 415 for a non-image part.
 
-    400 for a body that is not a complete ``multipart/form-data`` form, 413 for
-    far more parts than ``max_parts`` frames (other fields are ignored, not stored).
+    The form reader's rules (:func:`~wma_wire.formdata.read_form_parts`): 415 for
+    a body that is not ``multipart/form-data``, 400 for one that is not complete,
+    413 for more parts than ``max_files`` frames allow (other fields are ignored,
+    not stored).
     """
-    parts = read_form_parts(
-        body, content_type, max_parts=max_parts * 2 + 16, limit_note=f"max_files={max_parts}"
-    )
+    parts = read_form_parts(body, content_type, max_files=max_files)
     frames: list[bytes] = []
     for part in parts:
         if part.disposition()[0] != field:
