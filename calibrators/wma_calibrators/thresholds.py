@@ -60,9 +60,10 @@ def choose_band(fused: FloatArray, centre: float, uncertain_rate: float) -> Thre
         t_high = _between(float(values[hi - 1]), float(values[hi]))
     else:
         t_high = 0.5 * (float(values[hi - 1]) + 1.0)
-    if not 0.0 < t_low < t_high < 1.0:
+    try:
+        return Thresholds(t_low, t_high)
+    except ValueError as exc:
         raise CalibrateError(
-            f"fused scores give an invalid band t_low={t_low!r}, t_high={t_high!r}; "
+            f"fused scores give an invalid band ({exc}); "
             "the UNCERTAIN band needs distinct scores strictly inside (0, 1)"
-        )
-    return Thresholds(t_low, t_high)
+        ) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from wma_core import NOISY_OR, FusionRule, IsotonicCurve, Thresholds, parse_aggregator
 from wma_core.aggregate import AggregatorError
 from wma_core.bundle_fusion import fusion_document, parse_fusion
+from wma_core.calibration import CurveError
 from wma_core.errors import BundleError
 
 __all__ = [
@@ -57,13 +57,11 @@ class CalibratorBundle:
         return {m: c.curve.output_range for m, c in self.models.items()}
 
 
-def _finite_number(value: object, where: str) -> float:
+def _number(value: object, where: str) -> float:
+    """A JSON number (its range is checked by the type it goes into)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BundleError(where, f"must be a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise BundleError(where, "must be finite")
-    return number
+    return float(value)
 
 
 def _number_list(value: object, where: str) -> list[float]:
@@ -71,7 +69,7 @@ def _number_list(value: object, where: str) -> list[float]:
         raise BundleError(where, "must be a list of numbers")
     if not value:
         raise BundleError(where, "must not be empty")
-    return [_finite_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return [_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
 
 def _mapping(value: object, where: str) -> dict[str, Any]:
@@ -102,18 +100,13 @@ def _parse_model(model_id: str, raw: object) -> ModelCalibrator:
     _no_unknown(iso, f"{where}.isotonic", {"x", "y"})
     xs = _number_list(iso.get("x"), f"{where}.isotonic.x")
     ys = _number_list(iso.get("y"), f"{where}.isotonic.y")
-    if len(xs) != len(ys):
-        raise BundleError(f"{where}.isotonic", f"x has {len(xs)} points but y has {len(ys)}")
-    for i in range(1, len(xs)):
-        if not xs[i] > xs[i - 1]:
-            raise BundleError(f"{where}.isotonic.x[{i}]", "x must be strictly increasing")
-    for i, y in enumerate(ys):
-        if not 0.0 <= y <= 1.0:
-            raise BundleError(f"{where}.isotonic.y[{i}]", "y must lie within [0, 1]")
-        if i and y < ys[i - 1]:
-            raise BundleError(f"{where}.isotonic.y[{i}]", "y must be non-decreasing")
+    try:
+        curve = IsotonicCurve.from_points(xs, ys)
+    except CurveError as exc:
+        point = f".{exc.field}" if exc.field else ""
+        raise BundleError(f"{where}.isotonic{point}", exc.problem) from None
     metrics = _mapping(entry.get("metrics", {}), f"{where}.metrics")
-    return ModelCalibrator(aggregator, IsotonicCurve.from_points(xs, ys), metrics)
+    return ModelCalibrator(aggregator, curve, metrics)
 
 
 def parse_bundle(data: bytes) -> CalibratorBundle:
@@ -128,17 +121,19 @@ def parse_bundle(data: bytes) -> CalibratorBundle:
         raise BundleError("format", f"must be {BUNDLE_FORMAT!r}, got {doc.get('format')!r}")
     thr = _mapping(doc.get("thresholds"), "thresholds")
     _no_unknown(thr, "thresholds", {"t_low", "t_high"})
-    t_low = _finite_number(thr.get("t_low"), "thresholds.t_low")
-    t_high = _finite_number(thr.get("t_high"), "thresholds.t_high")
-    if not 0.0 < t_low < t_high < 1.0:
-        raise BundleError("thresholds", f"need 0 < t_low < t_high < 1, got {t_low}, {t_high}")
+    t_low = _number(thr.get("t_low"), "thresholds.t_low")
+    t_high = _number(thr.get("t_high"), "thresholds.t_high")
+    try:
+        thresholds = Thresholds(t_low, t_high)
+    except ValueError as exc:
+        raise BundleError("thresholds", str(exc)) from None
     models_raw = _mapping(doc.get("models"), "models")
     if not models_raw:
         raise BundleError("models", "must name at least one model")
     models = {mid: _parse_model(mid, entry) for mid, entry in models_raw.items()}
     provenance = _mapping(doc.get("provenance", {}), "provenance")
     return CalibratorBundle(
-        thresholds=Thresholds(t_low, t_high),
+        thresholds=thresholds,
         models=models,
         provenance=provenance,
         sha256=hashlib.sha256(data).hexdigest(),

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from wma_core import Thresholds
 from wma_core.aggregate import AggregatorError, parse_aggregator
 from wma_wire.frames import FrameLimits
 from wma_wire.ids import ModelId
@@ -72,8 +73,7 @@ class ThresholdsConfig(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> ThresholdsConfig:
-        if not self.t_low < self.t_high:
-            raise ValueError(f"t_low ({self.t_low}) must be below t_high ({self.t_high})")
+        Thresholds(self.t_low, self.t_high)  # the core's rule: 0 < t_low < t_high < 1
         return self
 
 
