@@ -4,7 +4,8 @@ Each name is checked against both: Helm's validator with the chart's
 values.schema.json, and the gateway's own rule (``wma_core.parse_aggregator``,
 which the gateway and the bundle loader use; ``ModelEntry`` for ids). A table
 pins the known edge cases; hypothesis adds near misses. If either side drifts,
-a name is accepted by one and refused by the other, and this fails.
+a name is accepted by one and refused by the other, and this fails. The model
+server's settings take the gateway's id rule (``wma_wire.ids``), checked here too.
 """
 
 from __future__ import annotations
@@ -118,3 +119,19 @@ def test_schema_accepts_any_model_id_iff_the_gateway_does_and_it_fits_a_dns_name
 ) -> None:
     expected = _gateway_accepts_model_id(model_id) and _is_dns_label_part(model_id)
     assert _schema_accepts(chart, {"id": model_id}) == expected, repr(model_id)
+
+
+def _model_server_accepts_model_id(model_id: str) -> bool:
+    from pydantic import ValidationError
+    from wma_model_server.settings import ModelServerSettings
+
+    try:
+        ModelServerSettings.model_validate({"model_id": model_id})
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("model_id", [*MODEL_IDS, "a" * 63, "a" * 64, "A.b_c-9"])
+def test_the_model_server_accepts_a_model_id_iff_the_gateway_does(model_id: str) -> None:
+    assert _model_server_accepts_model_id(model_id) == _gateway_accepts_model_id(model_id)

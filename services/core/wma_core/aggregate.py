@@ -19,6 +19,14 @@ FloatArray = npt.NDArray[np.float64]
 
 VALID_FORMS = "topkK (K >= 1, e.g. topk4), softmax_bB (B > 0, e.g. softmax_b5), mean, max, median"
 
+# The valid names as one regular expression, for JSON schemas (the Helm chart's
+# values schema): exactly the names parse_aggregator accepts (B > 0 written out:
+# digits with a non-zero one before the point, or zeros and a non-zero fraction).
+AGGREGATOR_PATTERN = (
+    r"^(mean|max|median|topk[1-9][0-9]*"
+    r"|softmax_b([0-9]*[1-9][0-9]*(\.[0-9]+)?|0+\.[0-9]*[1-9][0-9]*))$"
+)
+
 _TOPK = re.compile(r"^topk([1-9][0-9]*)$")
 _SOFTMAX = re.compile(r"^softmax_b([0-9]+(?:\.[0-9]+)?)$")
 

@@ -36,10 +36,10 @@ class RecordSink(_Strict):
 
     log: bool = True
     file: str | None = None
-    max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     backups: int = Field(default=5, ge=0, le=100)
     # The key for the keyed participant hash is a secret, read from this env var.
-    hash_key_env: str = "WMA_RECORD_HASH_KEY"
+    hash_key_env: str = Field(default="WMA_RECORD_HASH_KEY", min_length=1)
     raw_participant_ids: bool = False
 
 
