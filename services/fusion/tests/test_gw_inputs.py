@@ -1,22 +1,23 @@
-"""What ``/v1/analyze`` refuses before any fan-out, over real HTTP on loopback.
+"""What ``/v1/analyze`` refuses before any fan-out, driven in-process.
 
 Malformed multipart bodies (truncated, empty, no boundary), oversized bodies and
 ambiguous (repeated) ids are 4xx ``{"error"}`` answers that name the problem. The
-gateway's members point at a closed port: a request that got past the input
-checks would be a 503, never the 4xx asserted here.
+gateway runs in-process (``httpx.ASGITransport``) and its member refuses every
+connection (``httpx.MockTransport``): a request that got past the input checks
+would be a 503, never the 4xx asserted here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from wma_fusion.app import create_app
+from gateway_harness import ServeGateway, WriteConfig, refuse_connections
 from wma_local.samples import grey_frame, write_synthetic_bundle
-from wma_local.stack import GatewayThread, free_port
 
+pytestmark = pytest.mark.anyio
 IDS = ("9rfa62j1",)
 FRAME = grey_frame(10)
 MAX_REQUEST_BYTES = 20_000
@@ -28,25 +29,27 @@ FILE_PART = (
 )
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("inputs")
-    write_synthetic_bundle(tmp / "bundle.json", IDS)
-    doc = {
-        "models": [{"id": IDS[0], "endpoint": f"http://127.0.0.1:{free_port()}"}],
-        "calibrators": {"path": str(tmp / "bundle.json")},
-        "limits": {"max_request_bytes": MAX_REQUEST_BYTES},
-        "reload": {"enabled": False},
-    }
-    (tmp / "gw.yaml").write_text(yaml.safe_dump(doc))
-    server = GatewayThread(create_app(tmp / "gw.yaml")).start()
-    yield server.url
-    server.stop()
+@pytest.fixture
+async def client(
+    tmp_path: Path, write_config: WriteConfig, serve_gateway: ServeGateway
+) -> AsyncIterator[httpx.AsyncClient]:
+    write_synthetic_bundle(tmp_path / "bundle.json", IDS)
+    config = write_config(
+        tmp_path / "gw.yaml",
+        {IDS[0]: "http://member:8000"},
+        tmp_path / "bundle.json",
+        limits={"max_request_bytes": MAX_REQUEST_BYTES},
+        reload={"enabled": False},
+    )
+    async with serve_gateway(config, members=httpx.MockTransport(refuse_connections)) as client:
+        yield client
 
 
-def post_raw(url: str, body: bytes, content_type: str = CT) -> httpx.Response:
+async def post_raw(
+    client: httpx.AsyncClient, body: bytes, content_type: str = CT
+) -> httpx.Response:
     headers = {"content-type": content_type}
-    return httpx.post(f"{url}/v1/analyze", content=body, headers=headers, timeout=30)
+    return await client.post("/v1/analyze", content=body, headers=headers, timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -59,10 +62,10 @@ def post_raw(url: str, body: bytes, content_type: str = CT) -> httpx.Response:
     ],
     ids=["empty", "no-closing-boundary", "part-never-ends", "complete"],
 )
-def test_a_multipart_body_that_does_not_end_properly_is_refused_as_malformed(
-    url: str, body: bytes, problem: str | None
+async def test_a_multipart_body_that_does_not_end_properly_is_refused_as_malformed(
+    client: httpx.AsyncClient, body: bytes, problem: str | None
 ) -> None:
-    response = post_raw(url, body)
+    response = await post_raw(client, body)
     if problem is None:
         assert response.status_code == 503, response.text  # reached the (dead) member
         return
@@ -71,49 +74,57 @@ def test_a_multipart_body_that_does_not_end_properly_is_refused_as_malformed(
     assert error.startswith("malformed multipart body") and problem in error
 
 
-def test_multipart_without_a_boundary_is_a_400_naming_the_boundary(url: str) -> None:
-    response = post_raw(url, PID_PART + FILE_PART + b"--XX--", "multipart/form-data")
+async def test_multipart_without_a_boundary_is_a_400_naming_the_boundary(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await post_raw(client, PID_PART + FILE_PART + b"--XX--", "multipart/form-data")
     assert response.status_code == 400
     assert "boundary" in response.json()["error"]
-    other = post_raw(url, b"participant_id=p1", "application/x-www-form-urlencoded")
+    other = await post_raw(client, b"participant_id=p1", "application/x-www-form-urlencoded")
     assert other.status_code == 415
     assert "multipart/form-data" in other.json()["error"]
 
 
-def test_an_oversized_body_is_a_413_naming_the_configured_limit(url: str) -> None:
+async def test_an_oversized_body_is_a_413_naming_the_configured_limit(
+    client: httpx.AsyncClient,
+) -> None:
     big = b"x" * (MAX_REQUEST_BYTES + 100_000)
-    response = post_raw(url, PID_PART + big + b"\r\n--XX--")
+    response = await post_raw(client, PID_PART + big + b"\r\n--XX--")
     assert response.status_code == 413
     assert f"max_request_bytes={MAX_REQUEST_BYTES}" in response.json()["error"]
 
 
 @pytest.mark.parametrize("field", ["participant_id", "meeting_id"])
-def test_a_repeated_id_field_is_ambiguous(url: str, field: str) -> None:
+async def test_a_repeated_id_field_is_ambiguous(client: httpx.AsyncClient, field: str) -> None:
     files = [("files", ("f.png", FRAME, "image/png"))]
     data = {"participant_id": "p1", field: ["a", "b"]}
-    response = httpx.post(f"{url}/v1/analyze", data=data, files=files, timeout=30)
+    response = await client.post("/v1/analyze", data=data, files=files, timeout=30)
     assert response.status_code == 400
     assert f"'{field}' is given 2 times" in response.json()["error"]
     other = {} if field == "participant_id" else {"participant_id": "p1"}
-    query = httpx.post(f"{url}/v1/analyze?{field}=a&{field}=b", data=other, files=files, timeout=30)
+    query = await client.post(
+        f"/v1/analyze?{field}=a&{field}=b", data=other, files=files, timeout=30
+    )
     assert query.status_code == 400
     assert f"'{field}' is given 2 times" in query.json()["error"]
 
 
-def test_far_too_many_form_parts_is_a_413_naming_max_files(url: str) -> None:
+async def test_far_too_many_form_parts_is_a_413_naming_max_files(client: httpx.AsyncClient) -> None:
     field = b'--XX\r\nContent-Disposition: form-data; name="x"\r\n\r\ny\r\n'
-    response = post_raw(url, PID_PART + field * 100 + FILE_PART + b"--XX--")
+    response = await post_raw(client, PID_PART + field * 100 + FILE_PART + b"--XX--")
     assert response.status_code == 413, response.text
     assert "too many form parts (max_files=64)" in response.json()["error"]
 
 
-def test_a_frame_part_with_an_empty_content_type_is_left_to_the_magic_check(url: str) -> None:
+async def test_a_frame_part_with_an_empty_content_type_is_left_to_the_magic_check(
+    client: httpx.AsyncClient,
+) -> None:
     # The model server's rule (an empty declared type is accepted): a frame the
     # gateway refused here would pass a member, and the other way round.
     part = FILE_PART.replace(b"Content-Type: image/png", b"Content-Type: ")
-    response = post_raw(url, PID_PART + part + b"--XX--")
+    response = await post_raw(client, PID_PART + part + b"--XX--")
     assert response.status_code == 503, response.text  # reached the (dead) member
     text = FILE_PART.replace(b"image/png", b"text/plain")
-    refused = post_raw(url, PID_PART + text + b"--XX--")
+    refused = await post_raw(client, PID_PART + text + b"--XX--")
     assert refused.status_code == 415
     assert "'text/plain'" in refused.json()["error"]

@@ -60,11 +60,14 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def _make_client(state: RuntimeState) -> httpx.AsyncClient:
+def _make_client(
+    state: RuntimeState, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
     n = state.config.fanout.max_connections
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
         timeout=httpx.Timeout(state.config.fanout.deadline_s),
+        transport=transport,
     )
 
 
@@ -74,8 +77,13 @@ def create_app(
     state: RuntimeState | None = None,
     tracer_provider: TracerProvider | None = None,
     env: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """Build the gateway from a config file (reloaded on change) or a ready state."""
+    """Build the gateway from a config file (reloaded on change) or a ready state.
+
+    ``transport`` replaces the network under the shared client to the members and
+    the legacy model (tests: ``httpx.ASGITransport`` of in-process members, or
+    ``httpx.MockTransport``)."""
     path = Path(config_path) if config_path is not None else None
     if state is None:
         if path is None:
@@ -89,7 +97,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gw.client = _make_client(holder.state)
+        gw.client = _make_client(holder.state, transport)
         watcher = asyncio.create_task(holder.watch()) if path is not None else None
         try:
             yield

@@ -1,0 +1,69 @@
+"""The gateway tests' harness: config files, the gateway in-process, analyze requests.
+
+Plain code shared by ``services/fusion/tests`` (its ``conftest.py`` makes fixtures
+of it; test modules import the types and :func:`refuse_connections`).
+``serve_gateway`` runs ``create_app`` in-process (lifespan included) behind an
+``httpx.AsyncClient`` over ``httpx.ASGITransport``, its members reached through
+the transport the test gives (in-process apps, ``httpx.MockTransport``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from wma_fusion.app import create_app
+
+GATEWAY_URL = "http://gateway"
+WriteConfig = Callable[..., Path]
+ServeGateway = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def write_gateway_config(
+    path: Path,
+    models: Sequence[Mapping[str, Any]] | Mapping[str, str],
+    bundle: Path | str,
+    **sections: Any,
+) -> Path:
+    """Write a config atomically (a watching gateway never reads half a file):
+    ``models`` as entries, or ``{id: endpoint}``; ``sections`` are the other
+    top-level keys (``fanout=...``, ``rollout=...``)."""
+    entries = (
+        [{"id": mid, "endpoint": url} for mid, url in models.items()]
+        if isinstance(models, Mapping)
+        else [dict(m) for m in models]
+    )
+    doc = {"models": entries, "calibrators": {"path": str(bundle)}, **sections}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc))
+    tmp.replace(path)
+    return path
+
+
+def refuse_connections(request: httpx.Request) -> httpx.Response:
+    """A ``MockTransport`` handler: every member is down (connection refused)."""
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@asynccontextmanager
+async def serve_gateway(
+    config: Path, *, members: httpx.AsyncBaseTransport | None = None, **app_kwargs: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """``async with serve_gateway(config, members=transport, env=...) as client``."""
+    app = create_app(config, transport=members, **app_kwargs)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=GATEWAY_URL) as client:
+            yield client
+
+
+async def analyze_frames(
+    client: httpx.AsyncClient, frames: Sequence[bytes], query: str = "", **fields: Any
+) -> httpx.Response:
+    """``POST /v1/analyze`` with ``frames`` as PNG parts named ``files``."""
+    files = [("files", (f"f{i}.png", frame, "image/png")) for i, frame in enumerate(frames)]
+    return await client.post(f"/v1/analyze{query}", data=fields, files=files, timeout=30)
