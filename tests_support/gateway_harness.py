@@ -49,6 +49,20 @@ def refuse_connections(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("connection refused", request=request)
 
 
+class Hosts(httpx.AsyncBaseTransport):
+    """Members by host name: each host an in-process ASGI app; any other host
+    refuses the connection (a member that is down)."""
+
+    def __init__(self, apps: Mapping[str, Any]) -> None:
+        self._apps = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self._apps.get(request.url.host)
+        if transport is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await transport.handle_async_request(request)
+
+
 @asynccontextmanager
 async def serve_gateway(
     config: Path, *, members: httpx.AsyncBaseTransport | None = None, **app_kwargs: Any

@@ -1,8 +1,10 @@
-"""The gateway's contract with its callers and operators, over real HTTP on loopback.
+"""The gateway's contract with its callers and operators, driven in-process.
 
-Members are one test-local legacy-protocol server (one path per member) whose
-per-frame probabilities, or failure, each test sets; the gateway runs on a uvicorn
-thread with a synthetic bundle. Checked here: the metrics the issue names exist and
+Members are one test-local legacy-protocol app (one path per member) whose
+per-frame probabilities, or failure, each test sets, reached in-process
+(``gateway_harness.Hosts``); the gateway runs in-process too (``httpx.ASGITransport``)
+with a synthetic bundle, except where a test needs a real socket (a client that
+disconnects mid-body: uvicorn on a thread). Checked here: the metrics the issue names exist and
 move, ``/readyz`` semantics, ``participant_id`` validation (form or query), client
 errors as logged 4xx ``{"error"}`` without traceback, the SDK's drop-in fields.
 """
@@ -14,7 +16,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,17 @@ import httpx
 import pytest
 import yaml
 from fastapi import FastAPI, Request, Response
+from gateway_harness import GATEWAY_URL, Hosts, ServeGateway, WriteConfig
 from wma_core import Thresholds, decide, fuse
 from wma_fusion.app import create_app
 from wma_fusion.client import FusionClient
 from wma_local.samples import grey_frame, synthetic_bundle, write_synthetic_bundle
-from wma_local.stack import GatewayThread, free_port
+from wma_local.stack import GatewayThread
 
+pytestmark = pytest.mark.anyio
 IDS = ("9rfa62j1", "1mjgo9w1")
+MEMBERS_HOST = "members"
+DEAD = "http://down:8000"  # a host no member answers on: connection refused
 THRESHOLDS = Thresholds(0.3, 0.6)
 FRAME = grey_frame(10)
 
@@ -53,55 +59,53 @@ class Members:
             body = {"pred_label": "REAL", "confidence": 0.0, "probs": [self.probs[model]] * n}
             return Response(json.dumps(body), media_type="application/json")
 
-        self.server = GatewayThread(app).start()
+        self.app = app
+        self.url = f"http://{MEMBERS_HOST}"
 
     def endpoint(self, model: str) -> str:
-        return f"{self.server.url}/m/{model}"
+        return f"{self.url}/m/{model}"
 
-
-@pytest.fixture(scope="module")
-def members() -> Iterator[Members]:
-    running = Members()
-    yield running
-    running.server.stop()
-
-
-def write_config(path: Path, endpoints: dict[str, str], **top: Any) -> Path:
-    bundle = path.parent / "bundle.json"
-    if not bundle.exists():
-        write_synthetic_bundle(bundle, IDS, thresholds=THRESHOLDS)
-    doc = {
-        "models": [
-            {"id": mid, "endpoint": url, "protocol": "legacy"} for mid, url in endpoints.items()
-        ],
-        "calibrators": {"path": str(bundle)},
-        "fanout": {"breaker": {"failure_threshold": 1000}},
-        "reload": {"enabled": True, "interval_s": 0.1},
-        **top,
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc))
-    tmp.replace(path)
-    return path
+    def transport(self) -> Hosts:
+        return Hosts({MEMBERS_HOST: self.app})
 
 
 @pytest.fixture
-def gateway(members: Members, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    members.failing.clear()
-    config = write_config(tmp_path / "gw.yaml", {m: members.endpoint(m) for m in IDS})
-    server = GatewayThread(create_app(config)).start()
-    yield server.url, config
-    server.stop()
+def members() -> Members:
+    return Members()
 
 
-def post(url: str, query: str = "", **fields: str) -> httpx.Response:
+@pytest.fixture
+def config_of(tmp_path: Path, write_config: WriteConfig) -> Callable[..., Path]:
+    """``config_of(name, {id: endpoint}, **top)``: a legacy-protocol config file."""
+    bundle = tmp_path / "bundle.json"
+    write_synthetic_bundle(bundle, IDS, thresholds=THRESHOLDS)
+
+    def write(name: str, endpoints: dict[str, str], **top: Any) -> Path:
+        models = [{"id": m, "endpoint": url, "protocol": "legacy"} for m, url in endpoints.items()]
+        top.setdefault("fanout", {"breaker": {"failure_threshold": 1000}})
+        top.setdefault("reload", {"enabled": True, "interval_s": 0.1})
+        return write_config(tmp_path / name, models, bundle, **top)
+
+    return write
+
+
+@pytest.fixture
+async def gateway(
+    members: Members, config_of: Callable[..., Path], serve_gateway: ServeGateway
+) -> AsyncIterator[tuple[httpx.AsyncClient, Path]]:
+    config = config_of("gw.yaml", {m: members.endpoint(m) for m in IDS})
+    async with serve_gateway(config, members=members.transport()) as client:
+        yield client, config
+
+
+async def post(client: httpx.AsyncClient, query: str = "", **fields: str) -> httpx.Response:
     files = [("files", (f"f{i}.png", FRAME, "image/png")) for i in range(2)]
-    return httpx.post(f"{url}/v1/analyze{query}", data=fields, files=files, timeout=30)
+    return await client.post(f"/v1/analyze{query}", data=fields, files=files, timeout=30)
 
 
-def scrape(url: str) -> dict[str, float]:
+async def scrape(client: httpx.AsyncClient) -> dict[str, float]:
     samples = {}
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
+    for line in (await client.get("/metrics")).text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
@@ -114,21 +118,23 @@ def expected_decision(p: float) -> Any:
     return decide(fuse(calibrated, bundle.output_ranges()), THRESHOLDS)
 
 
-def test_the_issues_metrics_exist_and_move(members: Members, gateway: tuple[str, Path]) -> None:
-    url, config = gateway
-    before = scrape(url)
+async def test_the_issues_metrics_exist_and_move(
+    members: Members, gateway: tuple[httpx.AsyncClient, Path]
+) -> None:
+    client, config = gateway
+    before = await scrape(client)
     members.probs = dict.fromkeys(IDS, 0.9)
-    fake = post(url, participant_id="a").json()
+    fake = (await post(client, participant_id="a")).json()
     members.probs = dict.fromkeys(IDS, 0.1)
-    real = post(url, participant_id="b").json()
+    real = (await post(client, participant_id="b")).json()
     members.failing = {IDS[1]}
-    degraded = post(url, participant_id="c").json()
-    assert post(url, participant_id="bad id").status_code == 400
+    degraded = (await post(client, participant_id="c")).json()
+    assert (await post(client, participant_id="bad id")).status_code == 400
     assert (fake["verdict"], real["verdict"]) == ("FAKE", "REAL")
     assert fake["verdict"] == expected_decision(0.9).verdict.value
     assert degraded["degraded"] is True and degraded["models"][IDS[1]]["status"] == "error"
 
-    after = scrape(url)
+    after = await scrape(client)
 
     def moved(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
@@ -147,10 +153,22 @@ def test_the_issues_metrics_exist_and_move(members: Members, gateway: tuple[str,
     doc = yaml.safe_load(config.read_text())
     doc["fanout"]["deadline_s"] = 3.0  # a valid change
     config.write_text(yaml.safe_dump(doc))
-    wait_for(lambda: scrape(url).get('wma_gateway_config_reloads_total{result="ok"}', 0) == 1)
+    reloads = 'wma_gateway_config_reloads_total{result="%s"}'
+    await wait_until(lambda: reloaded(client, reloads % "ok"))
     config.write_text("models: []\n")  # refused; the old config keeps serving
-    wait_for(lambda: scrape(url).get('wma_gateway_config_reloads_total{result="failed"}', 0) == 1)
-    assert post(url, participant_id="d").status_code == 200
+    await wait_until(lambda: reloaded(client, reloads % "failed"))
+    assert (await post(client, participant_id="d")).status_code == 200
+
+
+async def reloaded(client: httpx.AsyncClient, sample: str) -> bool:
+    return (await scrape(client)).get(sample, 0) == 1
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < end, "condition not reached"
+        await asyncio.sleep(0.05)
 
 
 def wait_for(condition: Any, timeout: float = 20.0) -> None:
@@ -160,19 +178,18 @@ def wait_for(condition: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_readyz_is_503_only_when_no_model_is_reachable(members: Members, tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    half = write_config(tmp_path / "half.yaml", {IDS[0]: members.endpoint(IDS[0]), IDS[1]: dead})
-    none = write_config(tmp_path / "none.yaml", dict.fromkeys(IDS, dead))
-    first, second = GatewayThread(create_app(half)).start(), GatewayThread(create_app(none))
-    second.start()
-    try:
-        ready = httpx.get(f"{first.url}/readyz")
-        not_ready = httpx.get(f"{second.url}/readyz")
-        alive = httpx.get(f"{second.url}/livez")
-    finally:
-        first.stop()
-        second.stop()
+async def test_readyz_is_503_only_when_no_model_is_reachable(
+    members: Members, config_of: Callable[..., Path], serve_gateway: ServeGateway
+) -> None:
+    half = config_of("half.yaml", {IDS[0]: members.endpoint(IDS[0]), IDS[1]: DEAD})
+    none = config_of("none.yaml", dict.fromkeys(IDS, DEAD))
+    async with (
+        serve_gateway(half, members=members.transport()) as first,
+        serve_gateway(none, members=members.transport()) as second,
+    ):
+        ready = await first.get("/readyz")
+        not_ready = await second.get("/readyz")
+        alive = await second.get("/livez")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     models = ready.json()["models"]
     assert (models[IDS[0]]["reachable"], models[IDS[1]]["reachable"]) == (True, False)
@@ -182,20 +199,17 @@ def test_readyz_is_503_only_when_no_model_is_reachable(members: Members, tmp_pat
     assert alive.status_code == 200
 
 
-def test_readyz_counts_the_legacy_model_only_where_it_can_serve(
-    members: Members, tmp_path: Path
+async def test_readyz_counts_the_legacy_model_only_where_it_can_serve(
+    members: Members, config_of: Callable[..., Path], serve_gateway: ServeGateway
 ) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    legacy = {"endpoint": members.server.url}
+    legacy = {"endpoint": members.url}
     codes = {}
     for mode in ("legacy", "ensemble"):
         rollout = {"mode": mode, "legacy": legacy, "records": {"log": False}}
-        config = write_config(tmp_path / f"{mode}.yaml", dict.fromkeys(IDS, dead), rollout=rollout)
-        server = GatewayThread(create_app(config, env={"WMA_RECORD_HASH_KEY": "k"})).start()
-        try:
-            response = httpx.get(f"{server.url}/readyz")
-        finally:
-            server.stop()
+        config = config_of(f"{mode}.yaml", dict.fromkeys(IDS, DEAD), rollout=rollout)
+        env = {"WMA_RECORD_HASH_KEY": "k"}
+        async with serve_gateway(config, members=members.transport(), env=env) as client:
+            response = await client.get("/readyz")
         assert response.json()["legacy"]["reachable"] is True
         codes[mode] = response.status_code
     assert codes == {"legacy": 200, "ensemble": 503}
@@ -219,18 +233,18 @@ def test_readyz_counts_the_legacy_model_only_where_it_can_serve(
         ({}, "", 400),
     ],
 )
-def test_participant_id_is_1_to_128_safe_characters_from_form_or_query(
+async def test_participant_id_is_1_to_128_safe_characters_from_form_or_query(
     members: Members,
-    gateway: tuple[str, Path],
+    gateway: tuple[httpx.AsyncClient, Path],
     caplog: pytest.LogCaptureFixture,
     fields: dict[str, str],
     query: str,
     status: int,
 ) -> None:
-    url, _ = gateway
+    client, _ = gateway
     calls = members.calls
     with caplog.at_level(logging.INFO):
-        response = post(url, query=query, **fields)
+        response = await post(client, query=query, **fields)
     assert response.status_code == status, response.text
     if status == 200:
         assert len(response.json()["participant_id"]) <= 128
@@ -242,27 +256,28 @@ def test_participant_id_is_1_to_128_safe_characters_from_form_or_query(
     assert "Traceback" not in caplog.text
 
 
-def test_unknown_routes_and_methods_are_json_errors(gateway: tuple[str, Path]) -> None:
-    url, _ = gateway
-    missing = httpx.get(f"{url}/v1/nothing")
-    wrong = httpx.get(f"{url}/v1/analyze")
+async def test_unknown_routes_and_methods_are_json_errors(
+    gateway: tuple[httpx.AsyncClient, Path],
+) -> None:
+    client, _ = gateway
+    missing = await client.get("/v1/nothing")
+    wrong = await client.get("/v1/analyze")
     assert (missing.status_code, wrong.status_code) == (404, 405)
     assert missing.json() == {"error": "Not Found"}
     assert wrong.json() == {"error": "Method Not Allowed"}
 
 
-def test_fusion_client_gives_the_old_clients_fields(
-    members: Members, gateway: tuple[str, Path]
+async def test_fusion_client_gives_the_old_clients_fields(
+    members: Members, config_of: Callable[..., Path]
 ) -> None:
-    url, _ = gateway
     members.probs = {IDS[0]: 0.3, IDS[1]: 0.2}
-
-    async def call() -> dict[str, Any]:
-        async with FusionClient(url) as client:
-            answer: dict[str, Any] = await client.process_frames([FRAME] * 3, "erin@m1", "Erin")
-        return answer
-
-    result = asyncio.run(call())
+    app = create_app(
+        config_of("gw.yaml", {m: members.endpoint(m) for m in IDS}), transport=members.transport()
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with FusionClient(GATEWAY_URL, transport=transport) as client:
+            result: dict[str, Any] = await client.process_frames([FRAME] * 3, "erin@m1", "Erin")
     bundle = synthetic_bundle(IDS, thresholds=THRESHOLDS)
     calibrated: dict[str, float | None] = {
         m: bundle.models[m].curve(p) for m, p in members.probs.items()
@@ -281,9 +296,20 @@ def test_fusion_client_gives_the_old_clients_fields(
 
 
 def test_a_client_that_disconnects_mid_body_is_no_server_error(
-    gateway: tuple[str, Path], caplog: pytest.LogCaptureFixture
+    members: Members, config_of: Callable[..., Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, _ = gateway
+    # A real socket: the client goes away in the middle of the body it announced.
+    config = config_of("gw.yaml", {m: members.endpoint(m) for m in IDS})
+    server = GatewayThread(create_app(config, transport=members.transport())).start()
+    try:
+        _disconnect_mid_body(server.url, caplog)
+    finally:
+        server.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text
+
+
+def _disconnect_mid_body(url: str, caplog: pytest.LogCaptureFixture) -> None:
     host, port = url.removeprefix("http://").split(":")
     head = (
         "POST /v1/analyze?participant_id=p HTTP/1.1\r\n"
@@ -294,5 +320,3 @@ def test_a_client_that_disconnects_mid_body_is_no_server_error(
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(head.encode() + b"--x\r\n")
         wait_for(lambda: "disconnected before sending the whole body" in caplog.text)
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert "Traceback" not in caplog.text
