@@ -81,3 +81,20 @@ async def analyze_frames(
     """``POST /v1/analyze`` with ``frames`` as PNG parts named ``files``."""
     files = [("files", (f"f{i}.png", frame, "image/png")) for i, frame in enumerate(frames)]
     return await client.post(f"/v1/analyze{query}", data=fields, files=files, timeout=30)
+
+
+def post_frames(
+    url: str,
+    frames: Sequence[bytes],
+    query: str = "",
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = 30.0,
+    **fields: Any,
+) -> httpx.Response:
+    """The same request over real HTTP to a gateway at ``url`` (a process or a thread)."""
+    files = [("files", (f"f{i}.png", frame, "image/png")) for i, frame in enumerate(frames)]
+    target = f"{url}/v1/analyze{query}"
+    if client is not None:
+        return client.post(target, data=fields, files=files, timeout=timeout)
+    return httpx.post(target, data=fields, files=files, timeout=timeout)

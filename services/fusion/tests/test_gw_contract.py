@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 from fastapi import FastAPI, Request, Response
-from gateway_harness import GATEWAY_URL, Hosts, ServeGateway, WriteConfig
+from gateway_harness import GATEWAY_URL, Hosts, ServeGateway, WriteConfig, analyze_frames
 from wma_core import Thresholds, decide, fuse
 from wma_fusion.app import create_app
 from wma_fusion.client import FusionClient
@@ -98,11 +98,6 @@ async def gateway(
         yield client, config
 
 
-async def post(client: httpx.AsyncClient, query: str = "", **fields: str) -> httpx.Response:
-    files = [("files", (f"f{i}.png", FRAME, "image/png")) for i in range(2)]
-    return await client.post(f"/v1/analyze{query}", data=fields, files=files, timeout=30)
-
-
 async def scrape(client: httpx.AsyncClient) -> dict[str, float]:
     samples = {}
     for line in (await client.get("/metrics")).text.splitlines():
@@ -124,12 +119,12 @@ async def test_the_issues_metrics_exist_and_move(
     client, config = gateway
     before = await scrape(client)
     members.probs = dict.fromkeys(IDS, 0.9)
-    fake = (await post(client, participant_id="a")).json()
+    fake = (await analyze_frames(client, [FRAME] * 2, participant_id="a")).json()
     members.probs = dict.fromkeys(IDS, 0.1)
-    real = (await post(client, participant_id="b")).json()
+    real = (await analyze_frames(client, [FRAME] * 2, participant_id="b")).json()
     members.failing = {IDS[1]}
-    degraded = (await post(client, participant_id="c")).json()
-    assert (await post(client, participant_id="bad id")).status_code == 400
+    degraded = (await analyze_frames(client, [FRAME] * 2, participant_id="c")).json()
+    assert (await analyze_frames(client, [FRAME] * 2, participant_id="bad id")).status_code == 400
     assert (fake["verdict"], real["verdict"]) == ("FAKE", "REAL")
     assert fake["verdict"] == expected_decision(0.9).verdict.value
     assert degraded["degraded"] is True and degraded["models"][IDS[1]]["status"] == "error"
@@ -157,7 +152,7 @@ async def test_the_issues_metrics_exist_and_move(
     await wait_until(lambda: reloaded(client, reloads % "ok"))
     config.write_text("models: []\n")  # refused; the old config keeps serving
     await wait_until(lambda: reloaded(client, reloads % "failed"))
-    assert (await post(client, participant_id="d")).status_code == 200
+    assert (await analyze_frames(client, [FRAME] * 2, participant_id="d")).status_code == 200
 
 
 async def reloaded(client: httpx.AsyncClient, sample: str) -> bool:
@@ -244,7 +239,7 @@ async def test_participant_id_is_1_to_128_safe_characters_from_form_or_query(
     client, _ = gateway
     calls = members.calls
     with caplog.at_level(logging.INFO):
-        response = await post(client, query=query, **fields)
+        response = await analyze_frames(client, [FRAME] * 2, query, **fields)
     assert response.status_code == status, response.text
     if status == 200:
         assert len(response.json()["participant_id"]) <= 128

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from gateway_harness import post_frames
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -81,11 +82,6 @@ def model_calls(url: str) -> float:
     return sum(float(x.split()[-1]) for x in lines if x.startswith("wma_gateway_model_calls_total"))
 
 
-def analyze(url: str, frames: list[bytes], **fields: str) -> httpx.Response:
-    files = [("files", (f"f{i}.png", f, "image/png")) for i, f in enumerate(frames)]
-    return httpx.post(f"{url}/v1/analyze", data=fields, files=files, timeout=30)
-
-
 @pytest.mark.parametrize(
     ("levels", "verdict", "banner"),
     [
@@ -99,7 +95,7 @@ def test_verdict_matches_the_core_exactly(
 ) -> None:
     want = expected(levels, bundle)
     assert want["decision"].verdict.value == verdict  # the levels were chosen for this verdict
-    response = analyze(gateway, [grey_frame(v) for v in levels], participant_id="alice@m1")
+    response = post_frames(gateway, [grey_frame(v) for v in levels], participant_id="alice@m1")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["verdict"] == verdict and body["banner"] == banner
@@ -123,7 +119,7 @@ def test_verdict_matches_the_core_exactly(
 
 
 def test_frames_that_cannot_be_decoded_give_no_face(gateway: str) -> None:
-    response = analyze(gateway, [truncated_frame(), truncated_frame()], participant_id="bob")
+    response = post_frames(gateway, [truncated_frame(), truncated_frame()], participant_id="bob")
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["verdict"], body["banner"], body["confidence"]) == ("NO_FACE", "NONE", "None")
@@ -137,7 +133,7 @@ def test_undecodable_frames_are_left_out_of_the_score(
 ) -> None:
     levels = [40, 70, 90]
     frames = [grey_frame(v) for v in levels] + [truncated_frame()]
-    body = analyze(gateway, frames, participant_id="carol").json()
+    body = post_frames(gateway, frames, participant_id="carol").json()
     assert body["num_frames"] == 4
     assert {m["frames_scored"] for m in body["models"].values()} == {3}
     assert body["fusion_score"] == pytest.approx(expected(levels, bundle)["fused"].score, abs=1e-12)
@@ -240,7 +236,7 @@ def test_health_and_metrics(gateway: str) -> None:
     models = ready.json()["models"]
     assert set(models) == set(BIASES)
     assert all(m["reachable"] and m["circuit"] == "closed" for m in models.values())
-    answer = analyze(gateway, [grey_frame(60)] * 2, participant_id="metrics")
+    answer = post_frames(gateway, [grey_frame(60)] * 2, participant_id="metrics")
     assert answer.status_code == 200, answer.text
     verdict, banner = answer.json()["verdict"], answer.json()["banner"]
     text = httpx.get(f"{gateway}/metrics").text

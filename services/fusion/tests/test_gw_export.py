@@ -15,9 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
+from gateway_harness import post_frames, write_gateway_config
 from live_processes import WMA, GatewayProcess, free_port
 from otlp_receiver import OtlpReceiver, otel_env
 from wma_local.samples import grey_frame
@@ -25,7 +24,6 @@ from wma_local.stack import (
     DEFAULT_BUNDLE,
     DEFAULT_MODEL_IDS,
     ModelProcess,
-    gateway_config,
     start_model_server,
     wait_ready,
 )
@@ -36,18 +34,9 @@ SLO_MS = 4321.0
 NEVER_MS = "600000"  # OTEL_BSP_SCHEDULE_DELAY: no export before shutdown
 
 
-def analyze(gateway: GatewayProcess) -> httpx.Response:
-    files = [("files", ("f.png", grey_frame(60), "image/png"))]
-    return httpx.post(
-        f"{gateway.url}/v1/analyze", data={"participant_id": "p1"}, files=files, timeout=60
-    )
-
-
-def write_config(path: Path, endpoints: dict[str, str], **overrides: Any) -> Path:
-    doc = gateway_config(endpoints, DEFAULT_BUNDLE.resolve(), reload={"enabled": False})
-    doc.update(overrides)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+def export_config(path: Path, endpoints: dict[str, str], **sections: Any) -> Path:
+    sections.setdefault("reload", {"enabled": False})
+    return write_gateway_config(path, endpoints, DEFAULT_BUNDLE.resolve(), **sections)
 
 
 def test_gateway_and_model_servers_export_one_trace_over_otlp(
@@ -66,14 +55,14 @@ def test_gateway_and_model_servers_export_one_trace_over_otlp(
             models.append(start_model_server(mid, tmp_path, env={**otlp, "OTEL_SERVICE_NAME": ""}))
         for model in models:
             wait_ready(model, 60)
-        config = write_config(
+        config = export_config(
             tmp_path / "gateway.yaml",
             {m.model_id: m.url for m in models},
             telemetry={"slo_ms": SLO_MS},
         )
         env = otel_env(**otlp, OTEL_SERVICE_NAME=GW_SERVICE)
         gateway = GatewayProcess(config, tmp_path / "gateway.log", env)
-        response = analyze(gateway)
+        response = post_frames(gateway.url, [grey_frame(60)], participant_id="p1", timeout=60)
         assert response.status_code == 200, response.text
         assert set(response.json()["models"]) == set(DEFAULT_MODEL_IDS), response.json()
         assert not [s for s in otlp_receiver.received() if s.service == GW_SERVICE]  # still queued
@@ -115,10 +104,13 @@ def test_console_exporter_prints_the_request_span(
     if where == "env":
         telemetry = {}
         env["OTEL_TRACES_EXPORTER"] = "console"
-    config = write_config(tmp_path / "g.yaml", {"9rfa62j1": mock_member}, telemetry=telemetry)
+    config = export_config(tmp_path / "g.yaml", {"9rfa62j1": mock_member}, telemetry=telemetry)
     gateway = GatewayProcess(config, tmp_path / "gateway.log", env)
     try:
-        assert analyze(gateway).status_code == 200
+        assert (
+            post_frames(gateway.url, [grey_frame(60)], participant_id="p1", timeout=60).status_code
+            == 200
+        )
         assert gateway.stop() == 0
     finally:
         gateway.kill()
@@ -143,7 +135,7 @@ def test_console_exporter_prints_the_request_span(
 def test_unsupported_exporter_settings_are_refused_at_start(
     otel: dict[str, str], named: str, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "g.yaml", {"9rfa62j1": "http://127.0.0.1:9"})
+    config = export_config(tmp_path / "g.yaml", {"9rfa62j1": "http://127.0.0.1:9"})
     cmd = [*WMA, "gateway", "--config", str(config)]
     done = subprocess.run(
         [*cmd, "--port", str(free_port())],

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
 from fastapi import FastAPI, Response
+from gateway_harness import post_frames, write_gateway_config
 from wma_core import decide, fuse, parse_aggregator
 from wma_core.bundle import load_bundle
 from wma_fusion.app import create_app
@@ -33,6 +33,10 @@ from wma_local.stack import (
 
 pytestmark = pytest.mark.slow
 REAL_ID, SLOW_ID, ERROR_ID, MALFORMED_ID = "9rfa62j1", "1mjgo9w1", "dfsesrgu", "4vtny88m"
+
+
+def frames(levels: list[int]) -> list[bytes]:
+    return [grey_frame(v) for v in levels]
 
 
 def misbehaving_server(kind: str) -> FastAPI:
@@ -78,23 +82,16 @@ def bad_servers() -> Iterator[dict[str, str]]:
         s.stop()
 
 
-def write_config(path: Path, endpoints: dict[str, str], **fanout: Any) -> Path:
-    doc = {
-        "models": [
-            {"id": mid, "endpoint": url, "timeout_s": 0.5 if mid == SLOW_ID else 4.0}
-            for mid, url in endpoints.items()
-        ],
-        "calibrators": {"path": str(DEFAULT_BUNDLE)},
-        "fanout": {"deadline_s": 2.0, **fanout},
-        "reload": {"enabled": False},
-    }
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def post(url: str, levels: list[int]) -> httpx.Response:
-    files = [("files", (f"{i}.png", grey_frame(v), "image/png")) for i, v in enumerate(levels)]
-    return httpx.post(f"{url}/v1/analyze", data={"participant_id": "p"}, files=files, timeout=30)
+def faults_config(path: Path, endpoints: dict[str, str], **fanout: Any) -> Path:
+    """The slow member gets 0.5 s, the request 2 s; no reload."""
+    models = [
+        {"id": mid, "endpoint": url, "timeout_s": 0.5 if mid == SLOW_ID else 4.0}
+        for mid, url in endpoints.items()
+    ]
+    fanout = {"deadline_s": 2.0, **fanout}
+    return write_gateway_config(
+        path, models, DEFAULT_BUNDLE, fanout=fanout, reload={"enabled": False}
+    )
 
 
 def test_failing_members_degrade_the_answer_and_all_down_is_503(
@@ -104,12 +101,12 @@ def test_failing_members_degrade_the_answer_and_all_down_is_503(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     endpoints = {REAL_ID: real[0].url, **bad_servers}
-    config = write_config(tmp_path / "g.yaml", endpoints, breaker={"failure_threshold": 100})
+    config = faults_config(tmp_path / "g.yaml", endpoints, breaker={"failure_threshold": 100})
     server = GatewayThread(create_app(config)).start()
     try:
         with caplog.at_level(logging.INFO):
             levels = [60, 80, 100]
-            response = post(server.url, levels)
+            response = post_frames(server.url, frames(levels), participant_id="p")
             assert response.status_code == 200, response.text
             body = response.json()
             models = body["models"]
@@ -136,7 +133,7 @@ def test_failing_members_degrade_the_answer_and_all_down_is_503(
             assert body["verdict"] == decide(fused, bundle.thresholds).verdict.value == "UNCERTAIN"
 
             real[0].stop()  # killed: now no member answers
-            response = post(server.url, levels)
+            response = post_frames(server.url, frames(levels), participant_id="p")
             assert response.status_code == 503
             down = response.json()
             assert "no ensemble member answered" in down["error"]
@@ -159,7 +156,7 @@ def test_circuit_opens_after_repeated_failures_and_closes_after_recovery(
 ) -> None:
     wait_ready(real[0])
     port = real[0].port
-    config = write_config(
+    config = faults_config(
         tmp_path / "g.yaml",
         {REAL_ID: real[0].url},
         breaker={"failure_threshold": 2, "reset_timeout_s": 0.3},
@@ -167,10 +164,18 @@ def test_circuit_opens_after_repeated_failures_and_closes_after_recovery(
     server = GatewayThread(create_app(config)).start()
     try:
         with caplog.at_level(logging.INFO):
-            assert post(server.url, [50]).json()["models"][REAL_ID]["status"] == "ok"
+            assert (
+                post_frames(server.url, frames([50]), participant_id="p").json()["models"][REAL_ID][
+                    "status"
+                ]
+                == "ok"
+            )
             real[0].stop()
             statuses = [
-                post(server.url, [50]).json()["models"][REAL_ID]["status"] for _ in range(3)
+                post_frames(server.url, frames([50]), participant_id="p").json()["models"][REAL_ID][
+                    "status"
+                ]
+                for _ in range(3)
             ]
             assert statuses == ["error", "error", "circuit_open"]
             ready = httpx.get(f"{server.url}/readyz")
@@ -180,7 +185,7 @@ def test_circuit_opens_after_repeated_failures_and_closes_after_recovery(
             real[0] = start_model_server(REAL_ID, real[0].log_path.parent, port=port)
             wait_ready(real[0])
             time.sleep(0.35)  # past reset_timeout_s: the next call is the half-open probe
-            response = post(server.url, [50])
+            response = post_frames(server.url, frames([50]), participant_id="p")
             assert response.status_code == 200
             assert response.json()["models"][REAL_ID]["status"] == "ok"
             assert (

@@ -15,8 +15,8 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from gateway_harness import post_frames
 from live_processes import WMA, children_of, http_ok, reap, wait_for
 from wma_core import FusionRule, Thresholds
 from wma_core.bundle import load_bundle, write_bundle
@@ -88,9 +88,9 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
             proc.stdout.close()
 
 
-def analyze(url: str, level: int) -> dict[str, object]:
-    files = [("files", (f"f{i}.png", grey_frame(level), "image/png")) for i in range(10)]
-    response = httpx.post(f"{url}/v1/analyze", data={"participant_id": "p"}, files=files)
+def answer(url: str, level: int) -> dict[str, object]:
+    """The 200 answer to ten frames of one grey level."""
+    response = post_frames(url, [grey_frame(level)] * 10, participant_id="p")
     assert response.status_code == 200, response.text
     body: dict[str, object] = response.json()
     return body
@@ -101,7 +101,7 @@ def test_served_verdicts_follow_the_bundles_fusion_and_the_interval_rule(served:
     thresholds = Thresholds(0.2, 0.8)
     seen = set()
     for level in (20, 90, 120, 140, 160, 230):
-        body = analyze(url, level)
+        body = answer(url, level)
         models = body["models"]
         assert isinstance(models, dict)
         cal = {m: float(entry["calibrated"]) for m, entry in models.items()}
@@ -115,14 +115,14 @@ def test_served_verdicts_follow_the_bundles_fusion_and_the_interval_rule(served:
     os.kill(pid, signal.SIGKILL)
 
     def missing() -> bool:
-        models = analyze(url, 230)["models"]
+        models = answer(url, 230)["models"]
         assert isinstance(models, dict)
         return bool(models[victim]["status"] != "ok")
 
     wait_for(missing, f"{victim} still answers", 60, 0.2)
     decided = set()
     for level in (20, 230):
-        body = analyze(url, level)
+        body = answer(url, level)
         models = body["models"]
         assert isinstance(models, dict)
         present = {m: float(e["calibrated"]) for m, e in models.items() if m != victim}

@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
+from gateway_harness import post_frames
 from wma_fusion.app import create_app
 from wma_fusion.breaker import CircuitBreaker
 from wma_local.samples import grey_frame
@@ -68,12 +68,9 @@ def gateway_config(tmp_path: Path, live: str, **top: Any) -> Path:
     return path
 
 
-def analyze(url: str, n: int) -> list[int]:
-    files = [("files", ("f.png", FRAME, "image/png"))]
-    return [
-        httpx.post(f"{url}/v1/analyze", data={"participant_id": "p"}, files=files).status_code
-        for _ in range(n)
-    ]
+def statuses(url: str, n: int) -> list[int]:
+    """The statuses of ``n`` one-frame requests in a row."""
+    return [post_frames(url, [FRAME], participant_id="p").status_code for _ in range(n)]
 
 
 def test_a_dead_member_is_logged_when_it_starts_failing_not_per_request(
@@ -82,7 +79,7 @@ def test_a_dead_member_is_logged_when_it_starts_failing_not_per_request(
     server = GatewayThread(create_app(gateway_config(tmp_path, mock_member))).start()
     try:
         with caplog.at_level(logging.INFO):
-            assert analyze(server.url, 8) == [200] * 8
+            assert statuses(server.url, 8) == [200] * 8
     finally:
         server.stop()
     lines = warnings_of(caplog, "wma_fusion.breaker")
@@ -107,7 +104,7 @@ def test_a_failing_shadowed_path_is_logged_once(
     server = GatewayThread(create_app(config, env={"WMA_RECORD_HASH_KEY": "k"})).start()
     try:
         with caplog.at_level(logging.INFO):
-            assert analyze(server.url, 4) == [200] * 4  # legacy serves
+            assert statuses(server.url, 4) == [200] * 4  # legacy serves
     finally:
         server.stop()  # waits for the shadow runs
     lines = warnings_of(caplog, "wma.rollout")

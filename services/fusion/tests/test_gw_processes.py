@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from gateway_harness import post_frames
 from legacy_server import LegacyServer
 from live_processes import GatewayProcess, wait_for
 from wma_fusion.rollout.canary import in_canary
@@ -37,15 +38,10 @@ def gateway_process(config: Path, log: Path, hash_seed: str = "0") -> GatewayPro
     return GatewayProcess(config, log, env)
 
 
-def analyze(client: httpx.Client, url: str, pid: str) -> httpx.Response:
-    files = [("files", ("f.png", FRAME, "image/png"))]
-    return client.post(f"{url}/v1/analyze", data={"participant_id": pid}, files=files)
-
-
 def served_by(url: str, ids: list[str]) -> list[str]:
     def one(pid: str) -> str:
         with httpx.Client(timeout=30) as client:
-            response = analyze(client, url, pid)
+            response = post_frames(url, [FRAME], client=client, participant_id=pid)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["mode"] == "canary" and body["participant_id"] == pid
@@ -111,7 +107,7 @@ def test_sigterm_drains_in_flight_requests_then_refuses_connections(tmp_path: Pa
 
             def one(i: int) -> httpx.Response:
                 with httpx.Client(timeout=60) as client:
-                    return analyze(client, gateway.url, f"p{i}")
+                    return post_frames(gateway.url, [FRAME], client=client, participant_id=f"p{i}")
 
             futures = [pool.submit(one, i) for i in range(in_flight)]
             wait_for(  # every request is waiting on the member

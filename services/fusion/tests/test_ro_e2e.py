@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from gateway_harness import post_frames
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -35,7 +36,7 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-def write_config(stack: LocalStack, path: Path, rollout: dict[str, Any], **top: Any) -> Path:
+def with_rollout(stack: LocalStack, path: Path, rollout: dict[str, Any], **top: Any) -> Path:
     """The stack's own config with a different ``rollout`` section, swapped in atomically."""
     assert stack.config_path is not None
     doc = yaml.safe_load(stack.config_path.read_text())
@@ -52,12 +53,6 @@ def gateway(config: Path) -> GatewayThread:
     return GatewayThread(create_app(config, env=KEY_ENV)).start()
 
 
-def analyze(url: str, frames: list[bytes], pid: str, **fields: str) -> httpx.Response:
-    files = [("files", (f"f{i}.png", f, "image/png")) for i, f in enumerate(frames)]
-    data = {"participant_id": pid, **fields}
-    return httpx.post(f"{url}/v1/analyze", data=data, files=files, timeout=30)
-
-
 def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -69,9 +64,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def test_legacy_mode_serves_the_old_single_model_banding(
     stack: LocalStack, tmp_path: Path, level: int, verdict: str, banner: str
 ) -> None:
-    server = gateway(write_config(stack, tmp_path / "gw.yaml", {"mode": "legacy"}))
+    server = gateway(with_rollout(stack, tmp_path / "gw.yaml", {"mode": "legacy"}))
     try:
-        response = analyze(server.url, [grey_frame(level)] * 3, "alice", meeting_id="m1")
+        response = post_frames(
+            server.url, [grey_frame(level)] * 3, participant_id="alice", meeting_id="m1"
+        )
         metrics = httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
@@ -94,9 +91,9 @@ def test_legacy_mode_serves_the_old_single_model_banding(
 
 
 def test_legacy_mode_with_no_scored_frame_is_no_face(stack: LocalStack, tmp_path: Path) -> None:
-    server = gateway(write_config(stack, tmp_path / "gw.yaml", {"mode": "legacy"}))
+    server = gateway(with_rollout(stack, tmp_path / "gw.yaml", {"mode": "legacy"}))
     try:
-        response = analyze(server.url, [truncated_frame()], "bob")
+        response = post_frames(server.url, [truncated_frame()], participant_id="bob")
     finally:
         server.stop()
     assert response.status_code == 200, response.text
@@ -110,13 +107,13 @@ def test_legacy_mode_with_no_scored_frame_is_no_face(stack: LocalStack, tmp_path
 
 def test_legacy_failure_is_a_503_in_legacy_mode(stack: LocalStack, tmp_path: Path) -> None:
     dead = {"endpoint": f"http://127.0.0.1:{free_port()}", "timeout_s": 2.0}
-    config = write_config(stack, tmp_path / "gw.yaml", {"mode": "legacy"})
+    config = with_rollout(stack, tmp_path / "gw.yaml", {"mode": "legacy"})
     doc = yaml.safe_load(config.read_text())
     doc["rollout"]["legacy"] = dead
     config.write_text(yaml.safe_dump(doc))
     server = gateway(config)
     try:
-        response = analyze(server.url, [grey_frame(100)], "carol")
+        response = post_frames(server.url, [grey_frame(100)], participant_id="carol")
     finally:
         server.stop()
     assert response.status_code == 503
@@ -128,9 +125,11 @@ def test_shadow_mode_serves_legacy_and_records_both_paths(
 ) -> None:
     records = tmp_path / "records.jsonl"
     rollout = {"mode": "shadow", "records": {"log": False, "file": str(records)}}
-    server = gateway(write_config(stack, tmp_path / "gw.yaml", rollout))
+    server = gateway(with_rollout(stack, tmp_path / "gw.yaml", rollout))
     try:
-        body = analyze(server.url, [grey_frame(40)] * 4, "dave", meeting_id="m9").json()
+        body = post_frames(
+            server.url, [grey_frame(40)] * 4, participant_id="dave", meeting_id="m9"
+        ).json()
         metrics = httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()  # drains the shadow task, so the record is on disk
@@ -149,14 +148,14 @@ def test_shadow_mode_ensemble_failure_never_fails_the_served_answer(
 ) -> None:
     records = tmp_path / "records.jsonl"
     rollout = {"mode": "shadow", "records": {"log": False, "file": str(records)}}
-    config = write_config(stack, tmp_path / "gw.yaml", rollout, fanout={"deadline_s": 1.0})
+    config = with_rollout(stack, tmp_path / "gw.yaml", rollout, fanout={"deadline_s": 1.0})
     doc = yaml.safe_load(config.read_text())
     for model in doc["models"]:  # every member down
         model["endpoint"] = f"http://127.0.0.1:{free_port()}"
     config.write_text(yaml.safe_dump(doc))
     server = gateway(config)
     try:
-        response = analyze(server.url, [grey_frame(220)] * 2, "erin")
+        response = post_frames(server.url, [grey_frame(220)] * 2, participant_id="erin")
         metrics = httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
@@ -169,9 +168,9 @@ def test_shadow_mode_ensemble_failure_never_fails_the_served_answer(
 
 
 def test_ensemble_mode_serves_the_ensemble(stack: LocalStack, tmp_path: Path) -> None:
-    server = gateway(write_config(stack, tmp_path / "gw.yaml", {"mode": "ensemble"}))
+    server = gateway(with_rollout(stack, tmp_path / "gw.yaml", {"mode": "ensemble"}))
     try:
-        body = analyze(server.url, [grey_frame(40)] * 3, "frank").json()
+        body = post_frames(server.url, [grey_frame(40)] * 3, participant_id="frank").json()
     finally:
         server.stop()
     assert (body["mode"], body["served_by"]) == ("ensemble", "ensemble")
@@ -187,15 +186,21 @@ def test_canary_routes_by_stable_hash_and_two_gateways_agree(
         "canary_percent": 50.0,
         "records": {"log": False, "file": str(records)},
     }
-    config = write_config(stack, tmp_path / "gw.yaml", rollout)
+    config = with_rollout(stack, tmp_path / "gw.yaml", rollout)
     ids = [f"user-{i}" for i in range(16)]
     first, second = gateway(config), gateway(config)
     try:
         served = {
-            url: [analyze(url, [grey_frame(60)], pid).json()["served_by"] for pid in ids]
+            url: [
+                post_frames(url, [grey_frame(60)], participant_id=pid).json()["served_by"]
+                for pid in ids
+            ]
             for url in (first.url, second.url)
         }
-        again = [analyze(first.url, [grey_frame(60)], pid).json()["served_by"] for pid in ids]
+        again = [
+            post_frames(first.url, [grey_frame(60)], participant_id=pid).json()["served_by"]
+            for pid in ids
+        ]
     finally:
         first.stop()
         second.stop()
@@ -214,7 +219,7 @@ def test_canary_routes_by_stable_hash_and_two_gateways_agree(
 def test_shadow_mode_without_a_hash_key_warns_at_startup(
     stack: LocalStack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = write_config(stack, tmp_path / "gw.yaml", {"mode": "shadow"})
+    config = with_rollout(stack, tmp_path / "gw.yaml", {"mode": "shadow"})
     with caplog.at_level(logging.WARNING, logger="wma.rollout"):
         create_app(config, env={})
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -225,10 +230,10 @@ def test_spans_name_the_mode_and_the_legacy_call(stack: LocalStack, tmp_path: Pa
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    config = write_config(stack, tmp_path / "gw.yaml", {"mode": "legacy"})
+    config = with_rollout(stack, tmp_path / "gw.yaml", {"mode": "legacy"})
     server = GatewayThread(create_app(config, env=KEY_ENV, tracer_provider=provider)).start()
     try:
-        assert analyze(server.url, [grey_frame(40)], "gina").status_code == 200
+        assert post_frames(server.url, [grey_frame(40)], participant_id="gina").status_code == 200
     finally:
         server.stop()
     by_name = {s.name: s for s in spans.get_finished_spans()}

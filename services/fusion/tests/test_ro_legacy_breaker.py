@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from gateway_harness import post_frames, write_gateway_config
 from legacy_server import LegacyServer
 from live_processes import wait_for
 from wma_core import MemberStatus
@@ -27,6 +28,7 @@ from wma_fusion.state import StateHolder, load_state
 from wma_local.samples import grey_frame
 from wma_local.stack import DEFAULT_BUNDLE, GatewayThread
 
+FRAMES = [grey_frame(60)]
 MEMBER = "9rfa62j1"
 KEY_ENV = {"WMA_RECORD_HASH_KEY": "k"}
 
@@ -38,22 +40,16 @@ def legacy() -> Iterator[LegacyServer]:
     server.stop()
 
 
-def write_config(path: Path, member: str, legacy: str, **rollout: Any) -> Path:
-    doc: dict[str, Any] = {
-        "models": [{"id": MEMBER, "endpoint": member}],
-        "calibrators": {"path": str(DEFAULT_BUNDLE)},
-        "fanout": {"deadline_s": 10.0, "breaker": {"failure_threshold": 2, "reset_timeout_s": 1}},
-        "reload": {"enabled": False},
-        "rollout": {"mode": "legacy", "legacy": {"endpoint": legacy, "timeout_s": 10.0}},
-    }
-    doc["rollout"].update(rollout)
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def analyze(url: str, pid: str = "p") -> httpx.Response:
-    files = [("files", ("f.png", grey_frame(60), "image/png"))]
-    return httpx.post(f"{url}/v1/analyze", data={"participant_id": pid}, files=files, timeout=30)
+def legacy_config(path: Path, member: str, legacy: str, **rollout: Any) -> Path:
+    """Legacy mode (unless ``rollout`` says otherwise), breakers that open after 2 failures."""
+    return write_gateway_config(
+        path,
+        {MEMBER: member},
+        DEFAULT_BUNDLE,
+        fanout={"deadline_s": 10.0, "breaker": {"failure_threshold": 2, "reset_timeout_s": 1}},
+        reload={"enabled": False},
+        rollout={"mode": "legacy", "legacy": {"endpoint": legacy, "timeout_s": 10.0}, **rollout},
+    )
 
 
 def metric(url: str, prefix: str) -> float:
@@ -65,10 +61,10 @@ def test_failing_legacy_model_opens_its_breaker_and_recovers(
     tmp_path: Path, mock_member: str, legacy: LegacyServer
 ) -> None:
     legacy.failing = True
-    config = write_config(tmp_path / "g.yaml", mock_member, legacy.url)
+    config = legacy_config(tmp_path / "g.yaml", mock_member, legacy.url)
     server = GatewayThread(create_app(config, env=KEY_ENV)).start()
     try:
-        statuses = [analyze(server.url) for _ in range(3)]
+        statuses = [post_frames(server.url, FRAMES, participant_id="p") for _ in range(3)]
         assert [r.status_code for r in statuses] == [503, 503, 503]
         assert [r.json()["legacy_status"] for r in statuses] == ["error", "error", "circuit_open"]
         assert "circuit breaker is open" in statuses[2].json()["error"]
@@ -78,7 +74,7 @@ def test_failing_legacy_model_opens_its_breaker_and_recovers(
         assert metric(server.url, failures) == 1.0
         legacy.failing = False
         end = time.monotonic() + 20  # after reset_timeout_s one probe goes through
-        while (response := analyze(server.url)).status_code != 200:
+        while (response := post_frames(server.url, FRAMES, participant_id="p")).status_code != 200:
             assert response.json()["legacy_status"] == "circuit_open"
             assert time.monotonic() < end, "the breaker never let a probe through"
             time.sleep(0.1)
@@ -93,7 +89,7 @@ def test_a_slow_shadowed_legacy_model_does_not_hold_the_ensemble_answer(
 ) -> None:
     legacy.hold = True
     records = tmp_path / "records.jsonl"
-    config = write_config(
+    config = legacy_config(
         tmp_path / "g.yaml",
         mock_member,
         legacy.url,
@@ -103,7 +99,7 @@ def test_a_slow_shadowed_legacy_model_does_not_hold_the_ensemble_answer(
     )
     server = GatewayThread(create_app(config, env=KEY_ENV)).start()
     try:
-        response = analyze(server.url)
+        response = post_frames(server.url, FRAMES, participant_id="p")
         assert response.status_code == 200, response.text
         assert response.json()["served_by"] == "ensemble"
         # the shadow call reaches the legacy model and waits there
@@ -121,13 +117,13 @@ def test_a_serving_legacy_call_is_bounded_by_the_fanout_deadline(
     tmp_path: Path, mock_member: str, legacy: LegacyServer
 ) -> None:
     legacy.hold = True
-    config = write_config(tmp_path / "g.yaml", mock_member, legacy.url)
+    config = legacy_config(tmp_path / "g.yaml", mock_member, legacy.url)
     doc = yaml.safe_load(config.read_text())
     doc["fanout"]["deadline_s"] = 0.5  # smaller than legacy.timeout_s (10 s)
     config.write_text(yaml.safe_dump(doc))
     server = GatewayThread(create_app(config, env=KEY_ENV)).start()
     try:
-        response = analyze(server.url)
+        response = post_frames(server.url, FRAMES, participant_id="p")
     finally:
         legacy.release.set()
         server.stop()
@@ -155,7 +151,7 @@ def test_the_legacy_timeout_applies_when_it_is_below_the_deadline() -> None:
 def test_the_legacy_breaker_survives_a_reload_while_its_endpoint_is_unchanged(
     tmp_path: Path,
 ) -> None:
-    config = write_config(tmp_path / "g.yaml", "http://127.0.0.1:9", "http://127.0.0.1:10")
+    config = legacy_config(tmp_path / "g.yaml", "http://127.0.0.1:9", "http://127.0.0.1:10")
     holder = StateHolder(load_state(config), config)
     breaker = holder.state.legacy_breaker
     assert isinstance(breaker, CircuitBreaker)
