@@ -9,6 +9,7 @@ the transport the test gives (in-process apps, ``httpx.MockTransport``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -98,3 +99,26 @@ def post_frames(
     if client is not None:
         return client.post(target, data=fields, files=files, timeout=timeout)
     return httpx.post(target, data=fields, files=files, timeout=timeout)
+
+
+MOCK_MEMBER_HOST = "member"
+
+
+@asynccontextmanager
+async def running_mock_member(model_id: str = "9rfa62j1") -> AsyncIterator[Any]:
+    """An in-process mock model server, lifespan running and ready; yields the app
+    (reach it as ``http://member`` through ``Hosts({MOCK_MEMBER_HOST: app})``)."""
+    from wma_model_server.app import create_app as create_model_server
+    from wma_model_server.settings import ModelServerSettings
+
+    app = create_model_server(ModelServerSettings(model_id=model_id, backend="mock"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://member") as client:
+            for _ in range(3000):
+                if (await client.get("/v2/health/ready")).status_code == 200:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise RuntimeError("the in-process mock model server never became ready")
+        yield app

@@ -2,7 +2,8 @@
 
 A member that fails on every request must give a few WARNING lines (first
 failure, circuit opened, probes, recovery), not one per request; the same for a
-shadowed path. Members here: an in-process mock model server and a closed port.
+shadowed path. In-process: the gateway, a mock model server and a member that
+refuses connections.
 """
 
 from __future__ import annotations
@@ -11,16 +12,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
-from gateway_harness import post_frames
-from wma_fusion.app import create_app
+from gateway_harness import (
+    MOCK_MEMBER_HOST,
+    Hosts,
+    ServeGateway,
+    WriteConfig,
+    analyze_frames,
+)
 from wma_fusion.breaker import CircuitBreaker
 from wma_local.samples import grey_frame
-from wma_local.stack import DEFAULT_BUNDLE, GatewayThread, free_port
+from wma_local.stack import DEFAULT_BUNDLE
 
 LIVE, DEAD = "9rfa62j1", "1mjgo9w1"
 FRAME = grey_frame(60)
+MEMBER_URL = f"http://{MOCK_MEMBER_HOST}"
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
@@ -54,34 +62,37 @@ def test_the_breaker_logs_each_state_change_once(caplog: pytest.LogCaptureFixtur
     assert "model m1 recovered after 4 failed call(s); circuit closed" in lines[5]
 
 
-def gateway_config(tmp_path: Path, live: str, **top: Any) -> Path:
-    dead = f"http://127.0.0.1:{free_port()}"
-    doc = {
-        "models": [{"id": LIVE, "endpoint": live}, {"id": DEAD, "endpoint": dead}],
-        "calibrators": {"path": str(DEFAULT_BUNDLE)},
-        "fanout": {"breaker": {"failure_threshold": 3, "reset_timeout_s": 60}},
-        "reload": {"enabled": False},
+def logs_config(tmp_path: Path, write_config: WriteConfig, **top: Any) -> Path:
+    return write_config(
+        tmp_path / "gw.yaml",
+        {LIVE: MEMBER_URL, DEAD: "http://down:8000"},  # down: connection refused
+        DEFAULT_BUNDLE,
+        fanout={"breaker": {"failure_threshold": 3, "reset_timeout_s": 60}},
+        reload={"enabled": False},
         **top,
-    }
-    path = tmp_path / "gw.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    )
 
 
-def statuses(url: str, n: int) -> list[int]:
+async def statuses(client: httpx.AsyncClient, n: int) -> list[int]:
     """The statuses of ``n`` one-frame requests in a row."""
-    return [post_frames(url, [FRAME], participant_id="p").status_code for _ in range(n)]
+    return [
+        (await analyze_frames(client, [FRAME], participant_id="p")).status_code for _ in range(n)
+    ]
 
 
-def test_a_dead_member_is_logged_when_it_starts_failing_not_per_request(
-    mock_member: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.anyio
+async def test_a_dead_member_is_logged_when_it_starts_failing_not_per_request(
+    mock_member_app: Any,
+    tmp_path: Path,
+    write_config: WriteConfig,
+    serve_gateway: ServeGateway,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = GatewayThread(create_app(gateway_config(tmp_path, mock_member))).start()
-    try:
-        with caplog.at_level(logging.INFO):
-            assert statuses(server.url, 8) == [200] * 8
-    finally:
-        server.stop()
+    config = logs_config(tmp_path, write_config)
+    members = Hosts({MOCK_MEMBER_HOST: mock_member_app})
+    with caplog.at_level(logging.INFO):
+        async with serve_gateway(config, members=members) as client:
+            assert await statuses(client, 8) == [200] * 8
     lines = warnings_of(caplog, "wma_fusion.breaker")
     assert len(lines) == 2, lines
     assert f"model {DEAD} failing: error: connect error" in lines[0]
@@ -89,24 +100,29 @@ def test_a_dead_member_is_logged_when_it_starts_failing_not_per_request(
     assert not any(LIVE in line for line in lines)
 
 
-def test_a_failing_shadowed_path_is_logged_once(
-    mock_member: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.anyio
+async def test_a_failing_shadowed_path_is_logged_once(
+    mock_member_app: Any,
+    tmp_path: Path,
+    write_config: WriteConfig,
+    serve_gateway: ServeGateway,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     rollout = {
         "mode": "shadow",
-        "legacy": {"endpoint": mock_member},
+        "legacy": {"endpoint": MEMBER_URL},
         "records": {"log": False},
     }
-    config = gateway_config(tmp_path, mock_member, rollout=rollout)
+    config = logs_config(tmp_path, write_config, rollout=rollout)
     doc = yaml.safe_load(config.read_text())
     doc["models"] = [doc["models"][1]]  # only the dead member: the ensemble always fails
     config.write_text(yaml.safe_dump(doc))
-    server = GatewayThread(create_app(config, env={"WMA_RECORD_HASH_KEY": "k"})).start()
-    try:
-        with caplog.at_level(logging.INFO):
-            assert statuses(server.url, 4) == [200] * 4  # legacy serves
-    finally:
-        server.stop()  # waits for the shadow runs
+    members = Hosts({MOCK_MEMBER_HOST: mock_member_app})
+    env = {"WMA_RECORD_HASH_KEY": "k"}
+    with caplog.at_level(logging.INFO):
+        async with serve_gateway(config, members=members, env=env) as client:
+            assert await statuses(client, 4) == [200] * 4  # legacy serves
+    # (leaving the gateway's lifespan waited for the shadow runs)
     lines = warnings_of(caplog, "wma.rollout")
     assert len(lines) == 1, lines
     assert "shadowed ensemble path failing: error (no ensemble member answered)" in lines[0]
