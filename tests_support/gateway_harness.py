@@ -105,13 +105,15 @@ MOCK_MEMBER_HOST = "member"
 
 
 @asynccontextmanager
-async def running_mock_member(model_id: str = "9rfa62j1") -> AsyncIterator[Any]:
+async def running_mock_member(model_id: str = "9rfa62j1", **app_kwargs: Any) -> AsyncIterator[Any]:
     """An in-process mock model server, lifespan running and ready; yields the app
-    (reach it as ``http://member`` through ``Hosts({MOCK_MEMBER_HOST: app})``)."""
+    (reach it as ``http://member`` through ``Hosts({MOCK_MEMBER_HOST: app})``);
+    ``app_kwargs`` go to the model server's ``create_app`` (``tracer_provider=``)."""
     from wma_model_server.app import create_app as create_model_server
     from wma_model_server.settings import ModelServerSettings
 
-    app = create_model_server(ModelServerSettings(model_id=model_id, backend="mock"))
+    settings = ModelServerSettings(model_id=model_id, backend="mock")
+    app = create_model_server(settings, **app_kwargs)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://member") as client:

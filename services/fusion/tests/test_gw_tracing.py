@@ -1,20 +1,27 @@
-"""The model server continues the gateway's trace: one trace id across both services."""
+"""The model server continues the gateway's trace: one trace id across both services.
+
+Both run in-process (ASGI transports); the trace context crosses as the
+``traceparent`` header of the member call, as over the network.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import httpx
-import yaml
+import pytest
+from gateway_harness import (
+    MOCK_MEMBER_HOST,
+    Hosts,
+    ServeGateway,
+    WriteConfig,
+    analyze_frames,
+    running_mock_member,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from wma_fusion.app import create_app
 from wma_local.samples import grey_frame
-from wma_local.stack import DEFAULT_BUNDLE, GatewayThread
-from wma_model_server.app import create_app as create_model_server
-from wma_model_server.settings import ModelServerSettings
+from wma_local.stack import DEFAULT_BUNDLE
 
 
 def provider_with(exporter: InMemorySpanExporter) -> TracerProvider:
@@ -23,35 +30,22 @@ def provider_with(exporter: InMemorySpanExporter) -> TracerProvider:
     return provider
 
 
-def test_model_server_span_shares_the_gateway_trace(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_model_server_span_shares_the_gateway_trace(
+    tmp_path: Path, write_config: WriteConfig, serve_gateway: ServeGateway
+) -> None:
     ms_spans, gw_spans = InMemorySpanExporter(), InMemorySpanExporter()
-    settings = ModelServerSettings(model_id="9rfa62j1", backend="mock")
-    model = GatewayThread(create_model_server(settings, tracer_provider=provider_with(ms_spans)))
-    model.start()
-    config = tmp_path / "g.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "models": [{"id": "9rfa62j1", "endpoint": model.url}],
-                "calibrators": {"path": str(DEFAULT_BUNDLE)},
-            }
-        )
+    config = write_config(
+        tmp_path / "g.yaml", {"9rfa62j1": f"http://{MOCK_MEMBER_HOST}"}, DEFAULT_BUNDLE
     )
-    gateway = GatewayThread(create_app(config, tracer_provider=provider_with(gw_spans))).start()
-    try:
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{model.url}/v2/health/ready").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        ms_spans.clear()
-        files = [("files", ("a.png", grey_frame(80), "image/png"))]
-        response = httpx.post(
-            f"{gateway.url}/v1/analyze", data={"participant_id": "t"}, files=files, timeout=30
-        )
-        assert response.status_code == 200, response.text
-    finally:
-        gateway.stop()
-        model.stop()
+    async with running_mock_member(tracer_provider=provider_with(ms_spans)) as model:
+        members = Hosts({MOCK_MEMBER_HOST: model})
+        async with serve_gateway(
+            config, members=members, tracer_provider=provider_with(gw_spans)
+        ) as gateway:
+            ms_spans.clear()
+            response = await analyze_frames(gateway, [grey_frame(80)], participant_id="t")
+            assert response.status_code == 200, response.text
     (call,) = [s for s in gw_spans.get_finished_spans() if s.name == "model 9rfa62j1"]
     served = [
         s
