@@ -41,14 +41,18 @@ class LegacyServer:
             body = {"pred_label": "REAL", "confidence": prob, "probs": [prob]}
             return Response(json.dumps(body), media_type="application/json")
 
-        self.server = GatewayThread(app)
-        self.url = self.server.url
+        self.app = app  # in-process use: gateway_harness.Hosts({"legacy": server.app})
+        self.url = ""  # set by start()
+        self._server: GatewayThread | None = None
 
     def start(self) -> LegacyServer:
-        self.server.start()
+        """Serve on a loopback thread; :attr:`url` is then its address."""
+        self._server = GatewayThread(self.app).start()
+        self.url = self._server.url
         return self
 
     def stop(self) -> None:
         """Let every held request go, then stop serving."""
         self.release.set()
-        self.server.stop()
+        if self._server is not None:
+            self._server.stop()
