@@ -202,6 +202,41 @@ def test_import_legacy_bundle_renders_the_product_thresholds_and_pins_its_sha256
     assert state.thresholds_source == annotations["wma.io/thresholds-from"]
 
 
+@pytest.mark.slow
+def test_a_stacked_fusion_bundle_ships_unchanged_and_the_gateway_fuses_with_it(
+    render: RenderFn, tmp_path: Path
+) -> None:
+    """A bundle with the optional ``fusion`` field, made by the real ``wma calibrate fit``."""
+    from wma_fusion.config import parse_config
+    from wma_fusion.state import build_state
+
+    train, bundle = tmp_path / "train.csv", tmp_path / "stacked.json"
+    for argv in (
+        ["synth", "--seed", "7", "--out", str(train)],
+        ["fit", str(train), "--fusion", "stacked", "--out", str(bundle)],
+    ):
+        result = subprocess.run(
+            [str(WMA), "calibrate", *argv], capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stderr
+    data = bundle.read_bytes()
+    doc = yaml.safe_load(data)
+    assert doc["fusion"]["kind"] == "stacked"
+    manifests = render(overrides={"calibrators": {"bundle": data.decode()}})
+    assert manifests.bundle_bytes() == data
+    annotations = _annotations(manifests)
+    assert annotations["wma.io/bundle-sha256"] == hashlib.sha256(data).hexdigest()
+    assert float(annotations["wma.io/t-low"]) == doc["thresholds"]["t_low"]
+    assert float(annotations["wma.io/t-high"]) == doc["thresholds"]["t_high"]
+
+    (tmp_path / "calibrators").mkdir()
+    (tmp_path / "calibrators" / "bundle.json").write_bytes(manifests.bundle_bytes())
+    text = yaml.safe_dump(manifests.gateway_config())
+    state = build_state(parse_config(text, base_dir=tmp_path, env={}))
+    assert state.bundle.fusion.kind == "stacked"
+    assert state.bundle.fusion.weights == doc["fusion"]["weights"]
+
+
 def test_thresholds_from_values_are_the_ones_annotated_per_track(render: RenderFn) -> None:
     canary_band = {"t_low": 0.99, "t_high": 0.995}
     manifests = render(
