@@ -24,6 +24,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from wma_wire.server_errors import InternalErrorMiddleware
 
 from wma_fusion.errors import GatewayError
 from wma_fusion.health import readiness
@@ -124,6 +125,9 @@ def create_app(
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    # Our own bugs: a 500 JSON that keeps the connection usable (wma_wire.server_errors).
+    app.add_middleware(InternalErrorMiddleware, logger=log)
 
     @app.post("/v1/analyze")
     async def analyze(request: Request, gw: GatewayDep) -> JSONResponse:

@@ -21,6 +21,7 @@ from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
 from wma_wire.protocol import ProtocolError
+from wma_wire.server_errors import InternalErrorMiddleware
 
 from wma_model_server import __version__, routes_legacy, routes_v2
 from wma_model_server.backends import Backend, build_backend
@@ -101,13 +102,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), exc.headers)
 
-    # Our own bugs: JSON like every other error, details only in the log. Starlette
-    # re-raises after this answer, so the server sees the failure as well.
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.error("%s %s -> 500: unexpected error", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal error")
-
 
 def create_app(
     settings: ModelServerSettings,
@@ -147,6 +141,9 @@ def create_app(
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     _install_error_handlers(app)
+    # Our own bugs: a 500 JSON answered inside Starlette's error middleware, which
+    # would re-raise and close the kept-alive connection; telemetry sees the 500.
+    app.add_middleware(InternalErrorMiddleware, logger=log)
     tracer = trace.get_tracer("wma_model_server", __version__, tracer_provider=tracer_provider)
     app.add_middleware(TelemetryMiddleware, metrics=metrics, tracer=tracer)
     return app

@@ -100,19 +100,19 @@ def read_form_parts(body: bytes, content_type: str, *, max_files: int) -> list[F
     def on_part_end() -> None:
         open_part[0] = False
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_end": lambda: ended.append(True),
-        },
-    )
-    try:
+    try:  # the constructor refuses a boundary over 256 bytes (FormParserError)
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_part_data": on_part_data,
+                "on_part_end": on_part_end,
+                "on_end": lambda: ended.append(True),
+            },
+        )
         parser.write(body)
         parser.finalize()
     except ValueError as exc:  # python-multipart's parse errors (FormParserError) are these

@@ -145,6 +145,8 @@ def _split(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], byt
         raise ProtocolError(f"inference header is not valid JSON: {exc}") from None
     except RecursionError:
         raise ProtocolError("inference header is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer over Python's 4300-digit conversion limit
+        raise ProtocolError(f"inference header is refused: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("inference header must be a JSON object")
     return message, blobs
