@@ -9,12 +9,14 @@ would be a 503, never the 4xx asserted here.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from gateway_harness import ServeGateway, WriteConfig, refuse_connections
+from PIL import Image
 from wma_local.samples import grey_frame, write_synthetic_bundle
 
 pytestmark = pytest.mark.anyio
@@ -128,3 +130,52 @@ async def test_a_frame_part_with_an_empty_content_type_is_left_to_the_magic_chec
     refused = await post_raw(client, PID_PART + text + b"--XX--")
     assert refused.status_code == 415
     assert "'text/plain'" in refused.json()["error"]
+
+
+def _png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (width, height)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def test_eight_pngs_of_4096x4096_are_a_413_naming_max_frame_pixels_before_any_fanout(
+    tmp_path: Path, write_config: WriteConfig, serve_gateway: ServeGateway
+) -> None:
+    # A small request (8 x ~17 KB) that would cost 134 Mpx of decoding on every member.
+    write_synthetic_bundle(tmp_path / "bundle.json", IDS)
+    config = write_config(
+        tmp_path / "gw.yaml", {IDS[0]: "http://member:8000"}, tmp_path / "bundle.json"
+    )
+    calls: list[httpx.Request] = []
+
+    def member(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return refuse_connections(request)
+
+    big = _png(4096, 4096)
+    files = [("files", (f"f{i}.png", big, "image/png")) for i in range(8)]
+    async with serve_gateway(config, members=httpx.MockTransport(member)) as client:
+        response = await client.post("/v1/analyze?participant_id=p", files=files, timeout=30)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == (
+        "frame 0 is 4096x4096 pixels, over max_frame_pixels=2073600"
+    )
+    assert not calls  # refused from the headers, before the fan-out
+
+
+async def test_frames_over_max_request_pixels_together_are_a_413_naming_it(
+    tmp_path: Path, write_config: WriteConfig, serve_gateway: ServeGateway
+) -> None:
+    write_synthetic_bundle(tmp_path / "bundle.json", IDS)
+    limits = {"max_frame_pixels": 100, "max_request_pixels": 150}
+    config = write_config(
+        tmp_path / "gw.yaml",
+        {IDS[0]: "http://member:8000"},
+        tmp_path / "bundle.json",
+        limits=limits,
+    )
+    files = [("files", (f"f{i}.png", _png(10, 10), "image/png")) for i in range(2)]
+    async with serve_gateway(config, members=httpx.MockTransport(refuse_connections)) as client:
+        response = await client.post("/v1/analyze?participant_id=p", files=files)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "frames total 200 pixels, over max_request_pixels=150"

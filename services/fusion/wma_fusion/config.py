@@ -100,6 +100,7 @@ class LimitsConfig(_Strict):
     max_file_bytes: int = Field(default=_MEMBER_LIMITS.max_file_bytes, ge=1)
     max_request_bytes: int = Field(default=_MEMBER_LIMITS.max_request_bytes, ge=1)
     max_frame_pixels: int = Field(default=_MEMBER_LIMITS.max_frame_pixels, ge=1)
+    max_request_pixels: int = Field(default=_MEMBER_LIMITS.max_request_pixels, ge=1)
 
 
 class TelemetryConfig(_Strict):

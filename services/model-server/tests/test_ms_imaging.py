@@ -38,6 +38,20 @@ def test_validate_pixels_refuses_empty_too_many_or_too_large_frames(
     validate_pixels((2, 8, 8, 3), limits)  # at the limits: accepted
 
 
+def test_validate_pixels_refuses_frames_over_max_request_pixels_together() -> None:
+    limits = FrameLimits(max_files=4, max_frame_pixels=64, max_request_pixels=128)
+    validate_pixels((2, 8, 8, 3), limits)  # 128 pixels: at the limit
+    with pytest.raises(
+        LimitExceededError, match="frames total 192 pixels, over max_request_pixels=128"
+    ):
+        validate_pixels((3, 8, 8, 3), limits)
+
+
+def test_max_request_pixels_below_max_frame_pixels_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_request_pixels must be >= max_frame_pixels"):
+        FrameLimits(max_frame_pixels=100, max_request_pixels=99)
+
+
 def _jpeg(image: Image.Image, **save: Any) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=95, **save)

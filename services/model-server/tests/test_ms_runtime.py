@@ -235,3 +235,40 @@ async def test_503_and_429_are_logged_as_warnings_and_model_failures_as_errors(
         for status in (503, 429, 500)
     }
     assert levels == {503: {"WARNING"}, 429: {"WARNING"}, 500: {"ERROR"}}
+
+
+@pytest.mark.parametrize(
+    ("settings", "size", "count", "needle"),
+    [
+        ({}, 4096, 8, "frame 0 is 4096x4096 pixels, over max_frame_pixels=2073600"),
+        (
+            {"max_frame_pixels": 100, "max_request_pixels": 150},
+            10,
+            2,
+            "frames total 200 pixels, over max_request_pixels=150",
+        ),
+    ],
+    ids=["8-pngs-of-4096x4096", "over-max-request-pixels"],
+)
+async def test_frames_over_the_pixel_limits_are_413_from_their_headers_before_any_decode(
+    serve: Any,
+    encode_image: Any,
+    form: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, int],
+    size: int,
+    count: int,
+    needle: str,
+) -> None:
+    decoded: list[object] = []
+    original = pipeline_module.decode_image
+    monkeypatch.setattr(pipeline_module, "decode_image", lambda f: decoded.append(f) or original(f))
+    frame = encode_image(np.zeros((size, size, 3), dtype=np.uint8))
+    async with serve(**settings) as client:
+        legacy = await client.post("/check_frame_batch", files=form([frame] * count))
+        body, headers = encode_infer_request("r", [frame] * count)
+        v2 = await client.post("/v2/models/m1/infer", content=body, headers=headers)
+    for r in (legacy, v2):
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == needle
+    assert decoded == []

@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
-from wma_wire.frames import FrameLimits, check_frames, open_frame, validate_pixels
+from wma_wire.frames import (
+    FrameLimits,
+    check_frames,
+    check_request_pixels,
+    open_frame,
+    validate_pixels,
+)
 from wma_wire.protocol import FRAME_STATUSES, UNSCORED
 
 from wma_model_server.backends import Backend
@@ -104,6 +110,7 @@ class ScoringPipeline:
             open_frame(data, fmt, self.limits, index)
             for index, (data, fmt) in enumerate(zip(frames, formats, strict=True))
         ]
+        check_request_pixels(images, self.limits)
         return self._prepare(images, decode_image, recrop, save)
 
     def _prepare(

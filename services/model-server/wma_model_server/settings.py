@@ -43,6 +43,7 @@ class ModelServerSettings(BaseSettings):
     max_file_bytes: int = Field(default=_LIMITS.max_file_bytes, ge=1)
     max_request_bytes: int = Field(default=_LIMITS.max_request_bytes, ge=1)
     max_frame_pixels: int = Field(default=_LIMITS.max_frame_pixels, ge=1)
+    max_request_pixels: int = Field(default=_LIMITS.max_request_pixels, ge=1)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -68,4 +69,5 @@ class ModelServerSettings(BaseSettings):
             max_file_bytes=self.max_file_bytes,
             max_request_bytes=self.max_request_bytes,
             max_frame_pixels=self.max_frame_pixels,
+            max_request_pixels=self.max_request_pixels,
         )

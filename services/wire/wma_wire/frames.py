@@ -26,6 +26,7 @@ __all__ = [
     "FrameLimits",
     "OpenedFrame",
     "check_frames",
+    "check_request_pixels",
     "open_frame",
     "sniff_format",
     "validate_frames",
@@ -58,8 +59,15 @@ class FrameLimits(BaseModel):
     max_request_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="bytes per request body"
     )
+    # A full-HD webcam frame (recrop=true detects the face in it); a face crop is a
+    # few hundred pixels a side. Decoding is paid on every member: no small request
+    # may buy seconds of CPU (8 PNGs of 4096x4096 are 393 KB and 134 Mpx).
     max_frame_pixels: int = Field(
-        default=4096 * 4096, ge=1, description="width*height of one decoded frame"
+        default=1920 * 1080, ge=1, description="width*height of one decoded frame"
+    )
+    # 2**25: 16 full-HD frames, or every one of max_files frames at 724x724.
+    max_request_pixels: int = Field(
+        default=2**25, ge=1, description="width*height summed over a request's frames"
     )
 
     @model_validator(mode="after")
@@ -68,6 +76,8 @@ class FrameLimits(BaseModel):
         guard = Image.MAX_IMAGE_PIXELS
         if guard is not None and self.max_frame_pixels > guard:
             raise ValueError(f"max_frame_pixels must be <= {guard} (Pillow's bomb guard)")
+        if self.max_request_pixels < self.max_frame_pixels:
+            raise ValueError("max_request_pixels must be >= max_frame_pixels")
         return self
 
 
@@ -100,6 +110,16 @@ def open_frame(data: bytes, fmt: str, limits: FrameLimits, index: int) -> Opened
             f"max_frame_pixels={limits.max_frame_pixels}"
         )
     return OpenedFrame(data, fmt, width, height)
+
+
+def check_request_pixels(opened: Sequence[OpenedFrame | None], limits: FrameLimits) -> None:
+    """:class:`LimitExceededError` (413) when the frames' header sizes sum past
+    ``max_request_pixels``; an unreadable header (None) counts nothing."""
+    total = sum(f.width * f.height for f in opened if f is not None)
+    if total > limits.max_request_pixels:
+        raise LimitExceededError(
+            f"frames total {total} pixels, over max_request_pixels={limits.max_request_pixels}"
+        )
 
 
 def check_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
@@ -137,12 +157,15 @@ def validate_frames(frames: Sequence[bytes], limits: FrameLimits) -> list[str]:
     """:func:`check_frames`, then each header's dimensions; return each frame's format.
 
     Raises as :func:`check_frames` does, and :class:`LimitExceededError` (413) for a
-    frame over ``max_frame_pixels``. A frame whose header cannot be parsed passes:
-    it is reported as undecodable later.
+    frame over ``max_frame_pixels`` or frames over ``max_request_pixels``. A frame
+    whose header cannot be parsed passes: it is reported as undecodable later.
     """
     formats = check_frames(frames, limits)
-    for index, (data, fmt) in enumerate(zip(frames, formats, strict=True)):
+    opened = [
         open_frame(data, fmt, limits, index)
+        for index, (data, fmt) in enumerate(zip(frames, formats, strict=True))
+    ]
+    check_request_pixels(opened, limits)
     return formats
 
 
@@ -150,7 +173,8 @@ def validate_pixels(shape: Sequence[int], limits: FrameLimits) -> None:
     """Check decoded frames of ``shape`` ``[N, H, W, 3]`` against the count and pixel limits.
 
     Raises :class:`BadRequestError` (400) for no frames or empty frames and
-    :class:`LimitExceededError` (413) for ``max_files`` or ``max_frame_pixels``.
+    :class:`LimitExceededError` (413) for ``max_files``, ``max_frame_pixels`` or
+    ``max_request_pixels``.
     """
     n, height, width = shape[:3]
     if n == 0 or height == 0 or width == 0:
@@ -160,4 +184,9 @@ def validate_pixels(shape: Sequence[int], limits: FrameLimits) -> None:
     if height * width > limits.max_frame_pixels:
         raise LimitExceededError(
             f"frames of {width}x{height} exceed max_frame_pixels={limits.max_frame_pixels}"
+        )
+    if n * height * width > limits.max_request_pixels:
+        raise LimitExceededError(
+            f"frames total {n * height * width} pixels, over "
+            f"max_request_pixels={limits.max_request_pixels}"
         )
