@@ -1,7 +1,8 @@
 """The gateway's HTTP surface: ``create_app`` builds it, nothing runs at import.
 
 Routes: ``POST /v1/analyze``, ``GET /livez``, ``GET /readyz``, ``GET /metrics``.
-The shared ``httpx.AsyncClient`` and the config-reload task live in the lifespan.
+The shared ``httpx.AsyncClient``, the config-reload task and the breaker recovery
+task (:mod:`wma_fusion.recovery`) live in the lifespan.
 Every :class:`~wma_fusion.errors.GatewayError` becomes ``{"error": ...}`` here, in
 one place, logged without a traceback.
 """
@@ -29,6 +30,7 @@ from wma_wire.server_errors import InternalErrorMiddleware
 from wma_fusion.errors import GatewayError
 from wma_fusion.health import readiness
 from wma_fusion.inputs import read_analyze_request
+from wma_fusion.recovery import BreakerRecovery
 from wma_fusion.rollout.serve import RolloutRuntime, serve_analyze
 from wma_fusion.state import RuntimeState, StateHolder, load_state
 from wma_fusion.telemetry import Metrics, make_tracer_provider
@@ -95,14 +97,19 @@ def create_app(
     provider = tracer_provider or make_tracer_provider(state.config.telemetry, env)
     rollout = RolloutRuntime(metrics.registry, holder, env)
     gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics, rollout)
+    recovery = BreakerRecovery(holder, metrics, gw.tracer)  # closes breakers of ready members
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw.client = _make_client(holder.state, transport)
         watcher = asyncio.create_task(holder.watch()) if path is not None else None
+        recovering = asyncio.create_task(recovery.run(gw.client))
         try:
             yield
         finally:
+            recovering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovering
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

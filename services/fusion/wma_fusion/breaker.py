@@ -9,7 +9,9 @@ lives on the gateway's event loop.
 It also logs its member's health as state *changes*, at WARNING, so a member that
 fails on every request gives a handful of lines, not one per call: the first
 failure after a success (with its status and error), the circuit opening, each
-half-open probe and its failure, and the recovery.
+half-open probe and its failure, and the recovery. ``on_transition`` (set by
+:class:`wma_fusion.recovery.BreakerRecovery`) hears every change of state, and
+:meth:`close_after_probe` closes it when the member's readiness probe answers.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
+        self.on_transition: Callable[[BreakerState, BreakerState], None] | None = None
+
+    def _move(self, new: BreakerState) -> None:
+        old, self._state = self._state, new
+        if old is not new and self.on_transition is not None:
+            self.on_transition(old, new)
+
+    @property
+    def is_open(self) -> bool:
+        """Open or half-open (calls refused, or one probe at a time): not closed."""
+        return self._state is not BreakerState.CLOSED
 
     @property
     def state(self) -> BreakerState:
@@ -63,7 +76,7 @@ class CircuitBreaker:
             return True
         if state is BreakerState.OPEN or self._probe_in_flight:
             return False
-        self._state = BreakerState.HALF_OPEN
+        self._move(BreakerState.HALF_OPEN)
         self._probe_in_flight = True
         log.warning("%s: circuit half-open, letting one probe call through", self.name)
         return True
@@ -72,9 +85,23 @@ class CircuitBreaker:
         if self._failures:
             closed = "; circuit closed" if self._state is not BreakerState.CLOSED else ""
             log.warning("%s recovered after %d failed call(s)%s", self.name, self._failures, closed)
-        self._state = BreakerState.CLOSED
         self._failures = 0
         self._probe_in_flight = False
+        self._move(BreakerState.CLOSED)
+
+    def close_after_probe(self, detail: str) -> None:
+        """The member's readiness probe answered (``detail``): close the breaker now."""
+        if self._state is BreakerState.CLOSED:
+            return
+        log.warning(
+            "%s ready again (readiness probe: %s) after %d failed call(s); circuit closed",
+            self.name,
+            detail,
+            self._failures,
+        )
+        self._failures = 0
+        self._probe_in_flight = False
+        self._move(BreakerState.CLOSED)
 
     def record_failure(self, detail: str = "") -> None:
         """Count a failed call; ``detail`` (status and short error) goes to the log."""
@@ -101,6 +128,6 @@ class CircuitBreaker:
                 "%s failing: %s (further failures are counted, not logged)", self.name, detail
             )
         if self._state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
-            self._state = BreakerState.OPEN
             self._opened_at = self._clock()
+            self._move(BreakerState.OPEN)
         self._probe_in_flight = False

@@ -101,6 +101,12 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.breaker_transitions = Counter(
+            "wma_gateway_breaker_transitions",
+            "A member's circuit breaker changing state, by the state it moved to.",
+            ["model", "to"],
+            registry=r,
+        )
 
     def record_reload(self, ok: bool) -> None:
         self.reloads.labels(result="ok" if ok else "failed").inc()
