@@ -21,6 +21,7 @@ from gateway_harness import (
     ServeGateway,
     WriteConfig,
     analyze_frames,
+    refuse_connections,
 )
 from wma_fusion.breaker import CircuitBreaker
 from wma_local.samples import grey_frame
@@ -126,3 +127,25 @@ async def test_a_failing_shadowed_path_is_logged_once(
     lines = warnings_of(caplog, "wma.rollout")
     assert len(lines) == 1, lines
     assert "shadowed ensemble path failing: error (no ensemble member answered)" in lines[0]
+
+
+@pytest.mark.anyio
+async def test_with_every_member_down_the_503_warning_is_logged_once_with_later_counts(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    write_config: WriteConfig,
+    serve_gateway: ServeGateway,
+) -> None:
+    config = write_config(
+        tmp_path / "gw.yaml", {DEAD: "http://down:8000"}, DEFAULT_BUNDLE, reload={"enabled": False}
+    )
+    files = [("files", ("f.png", grey_frame(50), "image/png"))]
+    with caplog.at_level(logging.INFO, logger="wma_fusion.app"):
+        async with serve_gateway(config, members=httpx.MockTransport(refuse_connections)) as gw:
+            codes = [
+                (await gw.post("/v1/analyze?participant_id=p", files=files)).status_code
+                for _ in range(20)
+            ]
+    assert codes == [503] * 20
+    lines = [m for m in warnings_of(caplog, "wma_fusion.app") if "-> 503" in m]
+    assert lines == ["POST /v1/analyze -> 503: no ensemble member answered"]

@@ -25,6 +25,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
 
 from wma_fusion.errors import GatewayError
@@ -122,10 +123,17 @@ def create_app(
     app = FastAPI(title="wma fusion gateway", lifespan=lifespan)
     app.state.gateway = gw
 
+    # With every member down each request is a 503: one line per 10 s, with a count.
+    repeats = RepeatLimiter()
+
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         level = logging.WARNING if exc.status_code >= 500 else logging.INFO
-        log.log(level, "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+        line = ("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+        if level >= logging.WARNING:
+            repeats.log(log, level, *line)
+        else:
+            log.log(level, *line)
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
     @app.exception_handler(HTTPException)

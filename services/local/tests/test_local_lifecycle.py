@@ -130,3 +130,23 @@ def test_up_on_a_busy_port_exits_2_before_starting_anything(tmp_path: Path) -> N
     assert done.returncode == 2
     assert f"wma up: error: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "model server" not in done.stderr and done.stdout == ""
+
+
+def test_up_stopped_by_sigterm_logs_no_warning(tmp_path: Path) -> None:
+    # A normal stop: the children exit with 143 while the stack stops them; that is
+    # not a model server dying under a running gateway, so no WARNING.
+    port = free_port()
+    proc, workdir, err_path = start_up(tmp_path, port)
+    try:
+        wait_for(lambda: ready(port), "gateway not ready")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        reap(proc)
+        if proc.stdout:
+            proc.stdout.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    err = err_path.read_text()
+    assert "WARNING" not in err and "exited with code" not in err, err
+    assert "Traceback" not in err
+    assert code == 0, err

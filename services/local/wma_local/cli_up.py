@@ -5,7 +5,8 @@ error (exit 2) instead of five servers started for nothing. SIGINT, SIGTERM and
 SIGHUP (a closed terminal) drain the gateway and stop every child; a child also
 ends by itself if this process is killed (:mod:`wma_local.lifecycle`). A model
 server that dies while the stack runs is reported at once (WARNING with its model
-id, exit code and log file); the gateway keeps serving, degraded, without it. The
+id, exit code and log file); the gateway keeps serving, degraded, without it; the
+children stopped by a normal stop are not reported. The
 children's logs are in the directory printed at start (``--log-dir`` to choose it);
 a temporary one is removed on exit unless a child had died.
 """
@@ -65,22 +66,33 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _watch_children(stack: LocalStack, stop: threading.Event) -> None:
-    """Log each child that exits while the stack runs, once."""
-    reported: set[str] = set()
+# A child that exits by SIGTERM at the moment the stack stops was stopped, not lost
+# (a container or service manager signals every process of the stack at once).
+_STOPPED_CODES = (128 + signal.SIGTERM, -signal.SIGTERM)
+
+
+def _report_exited(stack: LocalStack, reported: set[str], *, stopping: bool = False) -> None:
+    """Log each child that has exited, once; when ``stopping``, not those SIGTERM ended."""
+    for model in stack.exited():
+        if model.model_id in reported:
+            continue
+        if stopping and model.process.returncode in _STOPPED_CODES:
+            continue
+        reported.add(model.model_id)
+        log.warning(
+            "model server %s (pid %d) exited with code %s; the gateway keeps serving "
+            "without it (answers are degraded). Its log: %s",
+            model.model_id,
+            model.process.pid,
+            model.process.returncode,
+            model.log_path,
+        )
+
+
+def _watch_children(stack: LocalStack, stop: threading.Event, reported: set[str]) -> None:
+    """Report each child that exits while the stack runs, until ``stop``."""
     while not stop.wait(CHILD_POLL_S):
-        for model in stack.exited():
-            if model.model_id in reported:
-                continue
-            reported.add(model.model_id)
-            log.warning(
-                "model server %s (pid %d) exited with code %s; the gateway keeps serving "
-                "without it (answers are degraded). Its log: %s",
-                model.model_id,
-                model.process.pid,
-                model.process.returncode,
-                model.log_path,
-            )
+        _report_exited(stack, reported)
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -124,9 +136,20 @@ def run_up(args: argparse.Namespace) -> int:
                 server.handle_exit(signal.SIGTERM, frame)  # drain as for SIGTERM
 
             signal.signal(signal.SIGHUP, hang_up)
-            threading.Thread(target=_watch_children, args=(stack, stop_watch), daemon=True).start()
+            reported: set[str] = set()
+            watcher = threading.Thread(
+                target=_watch_children, args=(stack, stop_watch, reported), daemon=True
+            )
+            watcher.start()
             # uvicorn drains on SIGINT/SIGTERM, then re-raises the signal: Terminated here.
-            server.run(sockets=[sock])
+            try:
+                server.run(sockets=[sock])
+            finally:
+                # Before the stack stops its children (their exit, 143, is no warning):
+                # the watcher ends, and one last look reports a child that died before.
+                stop_watch.set()
+                watcher.join(5)
+                _report_exited(stack, reported, stopping=True)
     except (Terminated, KeyboardInterrupt):
         pass
     except ConfigError as exc:  # e.g. an unsupported OTEL_TRACES_EXPORTER

@@ -21,6 +21,7 @@ from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
 from wma_wire.protocol import ProtocolError
+from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
 
 from wma_model_server import __version__, routes_legacy, routes_v2
@@ -76,10 +77,16 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    repeats = RepeatLimiter()  # an overload gives one 429 line per 10 s, with a count
+
     @app.exception_handler(ModelServerError)
     async def domain_error(request: Request, exc: ModelServerError) -> JSONResponse:
         level = _LOG_LEVELS.get(exc.status_code, logging.INFO)
-        log.log(level, "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+        line = ("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
+        if level >= logging.WARNING:
+            repeats.log(log, level, *line)
+        else:
+            log.log(level, *line)
         headers = None
         if isinstance(exc, OverloadedError):
             headers = {"Retry-After": str(exc.retry_after_s)}
