@@ -16,7 +16,7 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from wma_wire.legacy_form import SINGLE_FIELD, parse_frame_parts
+from wma_wire.legacy_form import BATCH_FIELD, SINGLE_FIELD, parse_frame_parts
 from wma_wire.protocol import FRAME_STATUSES
 
 from wma_model_server.exceptions import BadRequestError
@@ -33,6 +33,15 @@ YoloConf = Annotated[float | None, Query(ge=0.0, le=1.0)]
 def label(prob: float, threshold: float) -> str:
     """The old server's label: FAKE from the threshold up (a tie is FAKE)."""
     return "FAKE" if prob >= threshold else "REAL"
+
+
+async def read_frames(request: Request, max_bytes: int, max_files: int, field: str) -> list[bytes]:
+    """The encoded frames of the form's ``field`` parts (parsed off the event loop)."""
+    body = await read_body(request, max_bytes)
+    content_type = request.headers.get("content-type", "")
+    return await asyncio.to_thread(
+        parse_frame_parts, body, content_type, max_files=max_files, field=field
+    )
 
 
 @router.get("/ping")
@@ -54,13 +63,7 @@ async def check_frame_batch(
     # served checkpoint and the Haar face detector do not use them.
     pipeline = state.require_pipeline()
     settings = state.settings
-    body = await read_body(request, settings.max_request_bytes)
-    frames = await asyncio.to_thread(
-        parse_frame_parts,
-        body,
-        request.headers.get("content-type", ""),
-        max_files=settings.max_files,
-    )
+    frames = await read_frames(request, settings.max_request_bytes, settings.max_files, BATCH_FIELD)
     scores = await pipeline.score_encoded(frames, recrop=recrop, debug=debug)
     probs = scores.scored
     confidence = sum(probs) / len(probs) if probs else 0.0
@@ -85,14 +88,7 @@ async def check_frame(
 ) -> dict[str, Any]:
     # The old /check_frame always cropped the face; recrop=false is ours (a ready crop).
     pipeline = state.require_pipeline()
-    body = await read_body(request, state.settings.max_request_bytes)
-    frames = await asyncio.to_thread(
-        parse_frame_parts,
-        body,
-        request.headers.get("content-type", ""),
-        max_files=1,
-        field=SINGLE_FIELD,
-    )
+    frames = await read_frames(request, state.settings.max_request_bytes, 1, SINGLE_FIELD)
     if len(frames) != 1:
         raise BadRequestError(
             f"expected one JPEG or PNG image in the multipart field {SINGLE_FIELD!r}, "
