@@ -65,3 +65,9 @@ build_reqs=$(mktemp)
 printf 'setuptools>=68\nwheel\n' > "$build_reqs"
 lock build "the build backend the images build the project with" "$build_reqs"
 rm -f "$build_reqs"
+# The peer frameworks of the serving benchmark, resolved on their own: they live in
+# their own venv (build/peers-venv) and KServe's pins conflict with dev.lock's.
+{ header "benchmarks/peers/requirements.in, the peer serving frameworks of the serving benchmark, in their own venv" requirements/peers.lock
+  "${uv[@]}" benchmarks/peers/requirements.in; } > requirements/peers.lock.tmp
+mv requirements/peers.lock.tmp requirements/peers.lock
+echo "wrote requirements/peers.lock ($(grep -c '==' requirements/peers.lock) packages)"
