@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from wma_wire.auth import BearerAuth
 from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
 
+from wma_fusion.auth import OPEN_PATHS, MemberTokens, gateway_token
 from wma_fusion.errors import GatewayError
 from wma_fusion.health import readiness
 from wma_fusion.inputs import read_analyze_request
@@ -65,13 +68,14 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 def _make_client(
-    state: RuntimeState, transport: httpx.AsyncBaseTransport | None
+    state: RuntimeState, transport: httpx.AsyncBaseTransport | None, auth: MemberTokens
 ) -> httpx.AsyncClient:
     n = state.config.fanout.max_connections
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
         timeout=httpx.Timeout(state.config.fanout.deadline_s),
         transport=transport,
+        auth=auth,  # each member's bearer token, on every call to it (wma_fusion.auth)
     )
 
 
@@ -99,10 +103,14 @@ def create_app(
     rollout = RolloutRuntime(metrics.registry, holder, env)
     gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics, rollout)
     recovery = BreakerRecovery(holder, metrics, gw.tracer)  # closes breakers of ready members
+    # read now: a missing or empty token file refuses the start, naming the variable
+    tokens_env = os.environ if env is None else env
+    door = gateway_token(tokens_env)
+    member_tokens = MemberTokens(lambda: holder.state, tokens_env)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gw.client = _make_client(holder.state, transport)
+        gw.client = _make_client(holder.state, transport, member_tokens)
         watcher = asyncio.create_task(holder.watch()) if path is not None else None
         recovering = asyncio.create_task(recovery.run(gw.client))
         try:
@@ -143,6 +151,8 @@ def create_app(
 
     # Our own bugs: a 500 JSON that keeps the connection usable (wma_wire.server_errors).
     app.add_middleware(InternalErrorMiddleware, logger=log)
+    if door is not None:  # WMA_GATEWAY_TOKEN: checked before the body is read
+        app.add_middleware(BearerAuth, token=door, open_paths=OPEN_PATHS, logger=log)
 
     @app.post("/v1/analyze")
     async def analyze(request: Request, gw: GatewayDep) -> JSONResponse:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
+from wma_wire.auth import BearerAuth
 from wma_wire.protocol import ProtocolError
 from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
@@ -33,7 +34,10 @@ from wma_model_server.settings import ModelServerSettings
 from wma_model_server.state import ServerState
 from wma_model_server.telemetry import ServerMetrics, TelemetryMiddleware
 
-__all__ = ["create_app"]
+__all__ = ["OPEN_PATHS", "create_app"]
+
+# What a probe or a scraper reads without the token (WMA_MS_TOKEN): no frames, no scores.
+OPEN_PATHS = ("/ping", "/v2/health/live", "/v2/health/ready", "/metrics")
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +155,9 @@ def create_app(
     # Our own bugs: a 500 JSON answered inside Starlette's error middleware, which
     # would re-raise and close the kept-alive connection; telemetry sees the 500.
     app.add_middleware(InternalErrorMiddleware, logger=log)
+    token = settings.bearer_token
+    if token is not None:  # checked before any body is read; telemetry counts the 401s
+        app.add_middleware(BearerAuth, token=token, open_paths=OPEN_PATHS, logger=log)
     tracer = trace.get_tracer("wma_model_server", __version__, tracer_provider=tracer_provider)
     app.add_middleware(TelemetryMiddleware, metrics=metrics, tracer=tracer)
     return app

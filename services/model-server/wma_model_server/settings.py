@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from wma_wire.auth import TokenError, read_token
 from wma_wire.frames import FrameLimits
 from wma_wire.ids import ModelId
 
@@ -18,7 +19,10 @@ _LIMITS = FrameLimits()
 class ModelServerSettings(BaseSettings):
     """Everything a model server needs; see docs/model-server.md for each field."""
 
-    model_config = SettingsConfigDict(env_prefix="WMA_MS_", extra="forbid", frozen=True)
+    # hide_input_in_errors: a refused setting must not print the token it was given
+    model_config = SettingsConfigDict(
+        env_prefix="WMA_MS_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     model_id: ModelId
     backend: Literal["mock", "effort"] = "mock"
@@ -50,6 +54,11 @@ class ModelServerSettings(BaseSettings):
     debug_dir: Path | None = Field(
         None, description="opt-in: where debug=true requests may save their frames"
     )
+    # WMA_MS_TOKEN / WMA_MS_TOKEN_FILE: every route but the probes and /metrics then
+    # needs "Authorization: Bearer <token>" (wma_wire.auth). Env only: no CLI flag,
+    # so the token never shows in a process list.
+    token: SecretStr | None = Field(None, description="bearer token (off when unset)")
+    token_file: Path | None = Field(None, description="a file holding the bearer token")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelServerSettings:
@@ -60,7 +69,21 @@ class ModelServerSettings(BaseSettings):
         if self.max_request_bytes < self.max_file_bytes:
             raise ValueError("max_request_bytes must be >= max_file_bytes")
         self.frame_limits  # noqa: B018 - validates the limits eagerly
+        try:
+            self.bearer_token  # noqa: B018 - refuses an empty or unreadable token at start
+        except TokenError as exc:
+            raise ValueError(exc.message) from None
         return self
+
+    @property
+    def bearer_token(self) -> str | None:
+        """The token requests must carry, or ``None`` (auth off)."""
+        env: dict[str, str] = {}
+        if self.token is not None:
+            env["WMA_MS_TOKEN"] = self.token.get_secret_value()
+        if self.token_file is not None:
+            env["WMA_MS_TOKEN_FILE"] = str(self.token_file)
+        return read_token(env, "WMA_MS_TOKEN")
 
     @property
     def frame_limits(self) -> FrameLimits:

@@ -1,0 +1,157 @@
+"""A token on the gateway's door (WMA_GATEWAY_TOKEN) and on its members' doors
+(WMA_MS_TOKEN, WMA_MS_TOKEN_<ID>), over real uvicorn servers on loopback ports:
+no analyze request without the right token is served, probes stay open, the
+members get their tokens and answer completely, and a member whose token is
+wrong is a named member error in a degraded answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_harness import WriteConfig, post_frames
+from wma_fusion.app import create_app
+from wma_fusion.errors import ConfigError
+from wma_local.samples import grey_frame, write_synthetic_bundle
+from wma_local.threaded import GatewayThread
+from wma_model_server.app import create_app as create_model_server
+from wma_model_server.settings import ModelServerSettings
+
+IDS = ("9rfa62j1", "1mjgo9w1")
+GW_TOKEN = "gw-door-token"
+MS_TOKEN = "ms-door-token"
+FRAMES = [grey_frame(40), grey_frame(200)]
+
+
+@contextmanager
+def _members() -> Iterator[dict[str, str]]:
+    threads = {
+        mid: GatewayThread(create_model_server(ModelServerSettings(model_id=mid, token=MS_TOKEN)))
+        for mid in IDS
+    }
+    try:
+        for thread in threads.values():
+            thread.start()
+        for thread in threads.values():
+            end = time.monotonic() + 30
+            while httpx.get(f"{thread.url}/v2/health/ready").status_code != 200:
+                assert time.monotonic() < end, "a member never became ready"
+                time.sleep(0.02)
+        yield {mid: t.url for mid, t in threads.items()}
+    finally:
+        for thread in threads.values():
+            thread.stop()
+
+
+@pytest.fixture(scope="module")
+def members() -> Iterator[dict[str, str]]:
+    with _members() as urls:
+        yield urls
+
+
+@pytest.fixture
+def config(tmp_path: Path, write_config: WriteConfig, members: dict[str, str]) -> Path:
+    bundle = tmp_path / "bundle.json"
+    write_synthetic_bundle(bundle, IDS)
+    return write_config(tmp_path / "gw.yaml", members, bundle)
+
+
+@contextmanager
+def _gateway(config: Path, env: dict[str, str]) -> Iterator[str]:
+    thread = GatewayThread(create_app(config, env=env)).start()
+    try:
+        yield thread.url
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def gateway(config: Path) -> Iterator[str]:
+    with _gateway(config, {"WMA_GATEWAY_TOKEN": GW_TOKEN, "WMA_MS_TOKEN": MS_TOKEN}) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ({}, "missing Authorization header"),
+        ({"Authorization": f"Basic {GW_TOKEN}"}, "must use the Bearer scheme"),
+        ({"Authorization": "Bearer"}, "invalid bearer token"),
+        ({"Authorization": f"Bearer {GW_TOKEN[:-3]}"}, "invalid bearer token"),
+        ({"Authorization": f"Bearer {MS_TOKEN}"}, "invalid bearer token"),  # the members'
+    ],
+)
+def test_analyze_without_the_right_token_is_a_401_json(
+    gateway: str, headers: dict[str, str], problem: str
+) -> None:
+    with httpx.Client(headers=headers) as client:
+        r = post_frames(gateway, FRAMES, client=client, participant_id="p1")
+        assert r.status_code == 401, r.text
+        assert r.json() == {"error": r.json()["error"]} and problem in r.json()["error"]
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert GW_TOKEN[:-3] not in r.text
+        assert client.get(f"{gateway}/openapi.json").status_code == 401
+        assert client.get(f"{gateway}/livez").status_code == 200  # same connection
+
+
+@pytest.mark.parametrize("path", ["/livez", "/readyz", "/metrics"])
+def test_probes_and_metrics_stay_open(gateway: str, path: str) -> None:
+    r = httpx.get(f"{gateway}{path}")
+    assert r.status_code == 200
+    assert GW_TOKEN not in r.text and MS_TOKEN not in r.text
+
+
+def test_with_both_tokens_every_member_answers(
+    gateway: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.DEBUG),
+        httpx.Client(headers={"Authorization": f"Bearer {GW_TOKEN}"}) as client,
+    ):
+        r = post_frames(gateway, FRAMES, client=client, participant_id="p1")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {mid: m["status"] for mid, m in body["models"].items()} == dict.fromkeys(IDS, "ok")
+    assert body["degraded"] is False
+    assert all(
+        GW_TOKEN not in rec.getMessage() and MS_TOKEN not in rec.getMessage()
+        for rec in caplog.records
+    )
+
+
+def test_a_member_with_the_wrong_token_is_a_named_member_error(config: Path) -> None:
+    env = {"WMA_MS_TOKEN": MS_TOKEN, "WMA_MS_TOKEN_1MJGO9W1": "not-the-member-token"}
+    with _gateway(config, env) as url:  # and no door on the gateway itself
+        r = post_frames(url, FRAMES, participant_id="p1")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["models"]["9rfa62j1"]["status"] == "ok"
+    failed = body["models"]["1mjgo9w1"]
+    assert failed["status"] == "error"
+    assert failed["error"] == "HTTP 401: invalid bearer token"
+    assert body["degraded"] is True
+    assert "not-the-member-token" not in r.text
+
+
+def test_without_member_tokens_every_member_refuses_and_the_gateway_says_so(
+    config: Path,
+) -> None:
+    with _gateway(config, {}) as url:
+        r = post_frames(url, FRAMES, participant_id="p1")
+    assert r.status_code == 503, r.text
+    statuses = {mid: m["status"] for mid, m in r.json()["models"].items()}
+    assert statuses == dict.fromkeys(IDS, "error")
+
+
+def test_an_unreadable_token_file_refuses_the_start_naming_the_variable(
+    config: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        create_app(config, env={"WMA_GATEWAY_TOKEN_FILE": str(tmp_path / "absent")})
+    assert caught.value.field == "WMA_GATEWAY_TOKEN_FILE"
+    assert "cannot read" in caught.value.problem
