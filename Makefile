@@ -8,7 +8,7 @@ LOCK := requirements/dev.lock
 PIP_PIN := pip==26.3
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lock e2e check format test test-fast demo up mock-bundle bench clean
+.PHONY: help install lock e2e check format test test-fast demo up mock-bundle bench soak drills clean
 
 help:
 	@echo "make demo        - set up and run the local mock stack on the bundled sample frames"
@@ -19,6 +19,8 @@ help:
 	@echo "make e2e         - build both images offline and run the chart's release in containers"
 	@echo "make up          - run the local stack (wma up) in the foreground"
 	@echo "make bench       - the benchmark commands of docs/benchmarks.md"
+	@echo "make soak        - SOAK_CALLS calls (2000) at 8 clients, ~5 % malformed, on a real local stack"
+	@echo "make drills      - member kill, hang, all down and gateway SIGTERM under load (docs/reliability.md)"
 	@echo "make mock-bundle - rebuild services/local/wma_local/mock.json and the chart's copy"
 	@echo "make install     - create .venv and install exactly the locked versions (requirements/dev.lock)"
 	@echo "make lock        - re-resolve requirements/*.lock from pyproject.toml (scripts/lock.sh)"
@@ -80,6 +82,14 @@ mock-bundle: install
 bench: install
 	$(BIN)/python benchmarks/model_server_bench.py --duration 5 --cpu-threads 0 1
 	$(BIN)/python benchmarks/gateway_bench.py --requests 32
+
+# docs/reliability.md: every answer checked against the core; exit 1 on anything unexpected.
+SOAK_CALLS ?= 2000
+soak: install
+	$(BIN)/python benchmarks/soak.py --calls $(SOAK_CALLS) --clients 8 --bad-fraction 0.05
+
+drills: install
+	$(BIN)/python benchmarks/drills.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
