@@ -85,5 +85,7 @@ async def test_an_open_breaker_closes_once_the_member_is_ready_and_transitions_s
     ]
     opened = [n for n, a in events if a["wma.breaker.to"] == "open"]
     closed = [n for n, a in events if a["wma.breaker.to"] == "closed"]
-    assert opened == [f"model {MEMBER}"]  # on the member call's span
+    # on the span of the member call's attempt at its (only) replica
+    assert opened == [f"replica {MOCK_MEMBER_HOST}"]
+    assert {a["wma.replica"] for _, a in events} == {MOCK_MEMBER_HOST}
     assert closed == [f"breaker probe {MEMBER}"]  # on the probe's own span

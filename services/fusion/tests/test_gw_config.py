@@ -183,6 +183,6 @@ def test_hot_reload_takes_valid_files_and_refuses_invalid_ones(
     assert holder.state.thresholds_source == "config"
     assert holder.state.members[2].entry.base_url == "http://127.0.0.1:9999"
     # breakers survive a reload for unchanged endpoints, restart for moved ones
-    assert holder.state.members[0].breaker is first.members[0].breaker
-    assert holder.state.members[2].breaker is not first.members[2].breaker
+    assert holder.state.members[0].replicas is first.members[0].replicas
+    assert holder.state.members[2].replicas is not first.members[2].replicas
     assert outcomes == [False, True]

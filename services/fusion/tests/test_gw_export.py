@@ -88,7 +88,10 @@ def test_gateway_and_model_servers_export_one_trace_over_otlp(
     for call in (s for s in children if s.name.startswith("model ")):
         mid = call.name.removeprefix("model ")
         assert call.attributes["wma.model.status"] == "ok"
-        (served,) = [s for s in spans if s.parent_id == call.span_id]
+        # the call's attempt at its replica: a child span naming it, the server's parent
+        (attempt,) = [s for s in gw_spans if s.parent_id == call.span_id]
+        assert attempt.name == f"replica {attempt.attributes['wma.replica']}"
+        (served,) = [s for s in spans if s.parent_id == attempt.span_id]
         assert served.service == f"wma-model-server-{mid}"
         assert served.trace_id == request.trace_id
         assert served.name == "POST /v2/models/{model_id}/infer"

@@ -46,7 +46,11 @@ async def test_model_server_span_shares_the_gateway_trace(
             ms_spans.clear()
             response = await analyze_frames(gateway, [grey_frame(80)], participant_id="t")
             assert response.status_code == 200, response.text
-    (call,) = [s for s in gw_spans.get_finished_spans() if s.name == "model 9rfa62j1"]
+    (model_call,) = [s for s in gw_spans.get_finished_spans() if s.name == "model 9rfa62j1"]
+    # the call's attempt at a replica is a child span naming it; the member's span its child
+    (call,) = [s for s in gw_spans.get_finished_spans() if s.name == f"replica {MOCK_MEMBER_HOST}"]
+    assert call.parent is not None and call.parent.span_id == model_call.context.span_id
+    assert (call.attributes or {})["wma.replica"] == MOCK_MEMBER_HOST
     served = [
         s
         for s in ms_spans.get_finished_spans()

@@ -1,8 +1,10 @@
 """The gateway's HTTP surface: ``create_app`` builds it, nothing runs at import.
 
 Routes: ``POST /v1/analyze``, ``GET /livez``, ``GET /readyz``, ``GET /metrics``.
-The shared ``httpx.AsyncClient``, the config-reload task and the breaker recovery
-task (:mod:`wma_fusion.recovery`) live in the lifespan.
+The shared ``httpx.AsyncClient``, the config-reload task, the breaker recovery
+task (:mod:`wma_fusion.recovery`) and the replica discovery
+(:class:`~wma_fusion.replicas.ReplicaDiscovery`, for ``discover`` entries) live in
+the lifespan.
 Every :class:`~wma_fusion.errors.GatewayError` becomes ``{"error": ...}`` here, in
 one place, logged without a traceback.
 """
@@ -35,6 +37,7 @@ from wma_fusion.errors import GatewayError
 from wma_fusion.health import readiness
 from wma_fusion.inputs import read_analyze_request
 from wma_fusion.recovery import BreakerRecovery
+from wma_fusion.replicas import ReplicaDiscovery, ReplicaSet, Resolver, resolve_addresses
 from wma_fusion.rollout.serve import RolloutRuntime, serve_analyze
 from wma_fusion.state import RuntimeState, StateHolder, load_state
 from wma_fusion.telemetry import Metrics, make_tracer_provider
@@ -86,12 +89,14 @@ def create_app(
     tracer_provider: TracerProvider | None = None,
     env: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver = resolve_addresses,
 ) -> FastAPI:
     """Build the gateway from a config file (reloaded on change) or a ready state.
 
     ``transport`` replaces the network under the shared client to the members and
     the legacy model (tests: ``httpx.ASGITransport`` of in-process members, or
-    ``httpx.MockTransport``)."""
+    ``httpx.MockTransport``); ``resolver`` resolves ``discover`` names (the
+    system's resolver; tests map names to loopback addresses)."""
     path = Path(config_path) if config_path is not None else None
     if state is None:
         if path is None:
@@ -103,6 +108,18 @@ def create_app(
     rollout = RolloutRuntime(metrics.registry, holder, env)
     gw = Gateway(holder, provider.get_tracer("wma_fusion"), metrics, rollout)
     recovery = BreakerRecovery(holder, metrics, gw.tracer)  # closes breakers of ready members
+    metrics.watch_replicas(lambda: holder.state.members)
+
+    def discovered() -> list[tuple[tuple[str, int], ReplicaSet]]:
+        return [
+            (m.entry.discover_target, m.replicas)
+            for m in holder.state.members
+            if m.entry.discover is not None
+        ]
+
+    discovery = ReplicaDiscovery(
+        discovered, lambda: holder.state.config.fanout.discovery_interval_s, resolver
+    )
     # read now: a missing or empty token file refuses the start, naming the variable
     tokens_env = os.environ if env is None else env
     door = gateway_token(tokens_env)
@@ -111,14 +128,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw.client = _make_client(holder.state, transport, member_tokens)
+        await discovery.refresh()  # the first request has replicas to call
         watcher = asyncio.create_task(holder.watch()) if path is not None else None
         recovering = asyncio.create_task(recovery.run(gw.client))
+        discovering = asyncio.create_task(discovery.run())
         try:
             yield
         finally:
-            recovering.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recovering
+            for task in (discovering, recovering):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -40,12 +40,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ``dns://name:port``: every address the name resolves to is a replica on ``port``
+# (a Kubernetes headless Service gives one address per ready pod).
+DISCOVER_PATTERN = r"^dns://[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9])?:[0-9]{1,5}$"
+
+
 class ModelEntry(_Strict):
+    """One ensemble member: its replicas are ``endpoint`` (one), ``endpoints`` (a list)
+    or ``discover`` (a DNS name re-resolved every ``fanout.discovery_interval_s``)."""
+
     id: ModelId
-    endpoint: HttpUrl
+    endpoint: HttpUrl | None = None
+    endpoints: list[HttpUrl] | None = Field(default=None, min_length=1, max_length=256)
+    discover: str | None = Field(default=None, pattern=DISCOVER_PATTERN)
     protocol: Literal["oip", "legacy"] = "oip"
     aggregator: str | None = None
     timeout_s: float = Field(default=4.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelEntry:
+        given = [k for k in ("endpoint", "endpoints", "discover") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of endpoint, endpoints, discover"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.endpoints is not None:
+            urls = [str(u).rstrip("/") for u in self.endpoints]
+            if len(set(urls)) != len(urls):
+                raise ValueError("endpoints lists a URL twice")
+        if self.discover is not None and not 0 < self.discover_target[1] < 65536:
+            raise ValueError(f"discover: {self.discover!r} has no valid port")
+        return self
 
     @field_validator("aggregator")
     @classmethod
@@ -58,8 +84,32 @@ class ModelEntry(_Strict):
         return name
 
     @property
+    def static_urls(self) -> tuple[str, ...]:
+        """The replicas' base URLs given in the config (none for ``discover``)."""
+        if self.endpoint is not None:
+            return (str(self.endpoint).rstrip("/"),)
+        return tuple(str(u).rstrip("/") for u in self.endpoints or ())
+
+    @property
+    def discover_target(self) -> tuple[str, int]:
+        """``(name, port)`` of a ``discover`` entry."""
+        if self.discover is None:
+            raise ValueError(f"model {self.id} has no discover name")
+        name, _, port = self.discover.removeprefix("dns://").rpartition(":")
+        return name, int(port)
+
+    @property
+    def source(self) -> str:
+        """What the replicas come from, as one string (kept across reloads while equal)."""
+        return self.discover or " ".join(self.static_urls)
+
+    @property
     def base_url(self) -> str:
-        return str(self.endpoint).rstrip("/")
+        """The first configured replica (the one of a single ``endpoint``)."""
+        urls = self.static_urls
+        if not urls:
+            raise ValueError(f"model {self.id} discovers its replicas: no base URL")
+        return urls[0]
 
 
 class CalibratorsConfig(_Strict):
@@ -86,6 +136,9 @@ class FanoutConfig(_Strict):
     deadline_s: float = Field(default=4.5, gt=0, le=120)
     connect_retries: int = Field(default=1, ge=0, le=1)
     max_connections: int = Field(default=64, ge=1, le=4096)
+    # Attempts of one model call over its replicas (each replica at most once).
+    max_attempts: int = Field(default=3, ge=1, le=16)
+    discovery_interval_s: float = Field(default=5.0, gt=0, le=3600)
     breaker: BreakerConfig = BreakerConfig()
 
 
@@ -161,6 +214,8 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         if n > len(models) or not isinstance(models[n - 1], dict):
             raise ConfigError(var, f"the config has no models.{n - 1} entry to override")
         entry = models[n - 1]
+        if "endpoints" in entry or "discover" in entry:
+            raise ConfigError(var, f"models.{n - 1} has several replicas, not one endpoint")
         old = urlsplit(str(entry.get("endpoint", "http://127.0.0.1:8999")))
         host = parts.get("HOST", old.hostname or "127.0.0.1")
         port = parts.get("PORT", str(old.port or 8999))

@@ -1,7 +1,9 @@
 """Readiness probes of the ensemble members (and of the rollout's legacy model).
 
-An OIP member is reachable when ``GET /v2/health/ready`` answers 200; a legacy
-member (which has no health route) when its server answers any HTTP response.
+An OIP replica is reachable when ``GET /v2/health/ready`` answers 200; a legacy
+one (which has no health route) when its server answers any HTTP response; a
+member is reachable when one of its replicas is, and ``/readyz`` lists each
+replica (reachable, circuit, calls in flight) and ``replicas_up``.
 Probes run in parallel with a short timeout and never touch the breakers. The
 gateway is ready while at least one model that can serve is reachable: a member,
 or the legacy model when the rollout mode lets it serve (not ``ensemble``).
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 
 from wma_fusion.breaker import BreakerState
+from wma_fusion.replicas import Replica
 from wma_fusion.rollout.config import RolloutMode
 from wma_fusion.state import Member, RuntimeState
 
@@ -31,8 +34,31 @@ async def probe(client: httpx.AsyncClient, base_url: str, protocol: str) -> dict
     return {"reachable": reachable, "detail": f"HTTP {response.status_code}"}
 
 
+async def probe_replica(
+    client: httpx.AsyncClient, member: Member, replica: Replica
+) -> dict[str, Any]:
+    return await probe(client, replica.url, member.entry.protocol)
+
+
 async def probe_member(client: httpx.AsyncClient, member: Member) -> dict[str, Any]:
-    return await probe(client, member.entry.base_url, member.entry.protocol)
+    """Every replica probed in parallel: the member is reachable when one is."""
+    replicas = list(member.replicas.replicas)
+    results = await asyncio.gather(*(probe_replica(client, member, r) for r in replicas))
+    report = {
+        r.label: {**p, "circuit": r.breaker.state.value, "in_flight": r.in_flight}
+        for r, p in zip(replicas, results, strict=True)
+    }
+    up = [p for p in results if p["reachable"]]
+    if results:
+        detail = (up or results)[0]["detail"]
+    else:
+        detail = "no replica known (none discovered yet)"
+    return {
+        "reachable": bool(up),
+        "detail": detail,
+        "replicas_up": len(up),
+        "replicas": report,
+    }
 
 
 async def _probe_legacy(client: httpx.AsyncClient, state: RuntimeState) -> dict[str, Any] | None:
@@ -50,7 +76,7 @@ async def readiness(client: httpx.AsyncClient, state: RuntimeState) -> tuple[boo
         _probe_legacy(client, state), *(probe_member(client, m) for m in state.members)
     )
     models = {
-        m.id: {**p, "protocol": m.entry.protocol, "circuit": m.breaker.state.value}
+        m.id: {**p, "protocol": m.entry.protocol, "circuit": m.replicas.state.value}
         for m, p in zip(state.members, probes, strict=True)
     }
     ready = any(p["reachable"] for p in probes)

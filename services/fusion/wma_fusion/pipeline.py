@@ -21,7 +21,7 @@ from wma_fusion.breaker import BreakerState
 from wma_fusion.errors import EnsembleUnavailable
 from wma_fusion.state import Member, RuntimeState
 from wma_fusion.telemetry import Metrics
-from wma_fusion.upstream import MemberReply, call_member
+from wma_fusion.upstream import MemberReply, call_replicas
 
 
 @dataclass(frozen=True)
@@ -96,30 +96,37 @@ async def _traced_call(
     metrics: Metrics | None,
 ) -> MemberReply:
     entry = member.entry
+    fanout = state.config.fanout
     with tracer.start_as_current_span(f"model {entry.id}", kind=trace.SpanKind.CLIENT) as span:
         span.set_attribute("wma.model.id", entry.id)
         span.set_attribute("wma.model.protocol", entry.protocol)
         span.set_attribute("wma.frames.sent", len(frames))
-        reply = await call_member(
+        reply = await call_replicas(
             client,
             entry,
-            member.breaker,
+            member.replicas,
             frames,
             request_id=request_id,
             deadline=deadline,
-            connect_retries=state.config.fanout.connect_retries,
+            connect_retries=fanout.connect_retries,
+            max_attempts=fanout.max_attempts,
+            tracer=tracer,
+            metrics=metrics,
         )
         span.set_attribute("wma.frames.scored", len(reply.probs))
         span.set_attribute("wma.model.status", reply.status)
         span.set_attribute("wma.model.retried", reply.retried)
+        span.set_attribute("wma.model.attempts", reply.attempts)
         span.set_attribute("wma.model.latency_ms", reply.latency_ms)
+        if reply.replica is not None:
+            span.set_attribute("wma.replica", reply.replica)
         if reply.failed:
             span.set_status(trace.StatusCode.ERROR, reply.error or reply.status)
     if metrics is not None:
         metrics.model_seconds.labels(model=entry.id).observe(reply.latency_ms / 1000.0)
         metrics.model_outcomes.labels(model=entry.id, status=reply.status).inc()
         metrics.circuit_open.labels(model=entry.id).set(
-            0 if member.breaker.state is BreakerState.CLOSED else 1
+            0 if member.replicas.state is BreakerState.CLOSED else 1
         )
     return reply
 

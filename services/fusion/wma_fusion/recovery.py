@@ -1,11 +1,12 @@
 """Closing a member's open breaker as soon as the member is ready again.
 
+Every replica of a member has its own breaker, probed on its own address.
 A breaker that only waits out ``reset_timeout_s`` and then lets one request
 through recovers slowly: a probe that meets a port still closed reopens it for the
 full timeout, so answers stayed incomplete for 11 s after a member was ready in
 3.8 s. :class:`BreakerRecovery` runs in the gateway's lifespan and, for each
 member whose breaker is open or half-open, probes its readiness endpoint
-(:func:`wma_fusion.health.probe_member`: ``/v2/health/ready`` for OIP members)
+(:func:`wma_fusion.health.probe_replica`: ``/v2/health/ready`` for OIP members)
 with a backoff that starts at ``first_delay_s`` (0.25 s) and doubles up to
 ``max_delay_s`` (1 s, so that answers are complete within about a second of a
 member being ready, even after a long outage; one GET a second per member that is
@@ -17,7 +18,8 @@ reopens the breaker; the backoff is kept across such a cycle (reset only after
 
 Every breaker transition (opened, half-open, closed) is counted in
 ``wma_gateway_breaker_transitions_total{model,to}``, sets ``wma_gateway_circuit_open``
-and is an event on the current span (the member call's, or the probe's own span).
+(1 while no replica of the model is closed) and is an event on the current span
+(the member call's, or the probe's own span).
 The breakers of a reloaded state are listened to from the next tick on.
 """
 
@@ -33,7 +35,8 @@ import httpx
 from opentelemetry import trace
 
 from wma_fusion.breaker import BreakerState, CircuitBreaker
-from wma_fusion.health import probe_member
+from wma_fusion.health import probe_replica
+from wma_fusion.replicas import Replica, ReplicaSet
 from wma_fusion.state import Member, StateHolder
 from wma_fusion.telemetry import Metrics
 
@@ -70,13 +73,22 @@ class BreakerRecovery:
         self._probing: set[CircuitBreaker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def transition(self, model: str, old: BreakerState, new: BreakerState) -> None:
+    def transition(
+        self, replicas: ReplicaSet, replica: str, old: BreakerState, new: BreakerState
+    ) -> None:
         """The breakers' listener: count, gauge and span event of one transition."""
+        model = replicas.model_id
         self.metrics.breaker_transitions.labels(model=model, to=new.value).inc()
-        self.metrics.circuit_open.labels(model=model).set(0 if new is BreakerState.CLOSED else 1)
+        closed = new is BreakerState.CLOSED or replicas.state is BreakerState.CLOSED
+        self.metrics.circuit_open.labels(model=model).set(0 if closed else 1)
         trace.get_current_span().add_event(
             "breaker transition",
-            {"wma.model.id": model, "wma.breaker.from": old.value, "wma.breaker.to": new.value},
+            {
+                "wma.model.id": model,
+                "wma.replica": replica,
+                "wma.breaker.from": old.value,
+                "wma.breaker.to": new.value,
+            },
         )
 
     async def run(self, client: httpx.AsyncClient) -> None:
@@ -93,15 +105,17 @@ class BreakerRecovery:
                     await task
 
     def _tick(self, client: httpx.AsyncClient, now: float) -> None:
-        members = self.holder.state.members
-        live = {m.breaker for m in members}
+        pairs = [(m, r) for m in self.holder.state.members for r in m.replicas.replicas]
+        live = {r.breaker for _, r in pairs}
         for breaker in list(self._backoff):
-            if breaker not in live:  # a reload replaced it
+            if breaker not in live:  # a reload or a discovery replaced it
                 del self._backoff[breaker]
-        for member in members:
-            breaker = member.breaker
+        for member, replica in pairs:
+            breaker = replica.breaker
             if breaker.on_transition is None:
-                breaker.on_transition = functools.partial(self.transition, member.id)
+                breaker.on_transition = functools.partial(
+                    self.transition, member.replicas, replica.label
+                )
             backoff = self._backoff.get(breaker)
             if not breaker.is_open:
                 forget = backoff is not None and (
@@ -119,18 +133,21 @@ class BreakerRecovery:
                 backoff.next_at = now + backoff.delay_s
             if now >= backoff.next_at and breaker not in self._probing:
                 self._probing.add(breaker)
-                task = asyncio.create_task(self._probe(client, member, backoff))
+                task = asyncio.create_task(self._probe(client, member, replica, backoff))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _probe(self, client: httpx.AsyncClient, member: Member, backoff: _Backoff) -> None:
-        breaker = member.breaker
+    async def _probe(
+        self, client: httpx.AsyncClient, member: Member, replica: Replica, backoff: _Backoff
+    ) -> None:
+        breaker = replica.breaker
         try:
             with self.tracer.start_as_current_span(
                 f"breaker probe {member.id}", kind=trace.SpanKind.CLIENT
             ) as span:
-                result = await probe_member(client, member)
+                result = await probe_replica(client, member, replica)
                 span.set_attribute("wma.model.id", member.id)
+                span.set_attribute("wma.replica", replica.label)
                 span.set_attribute("wma.probe.reachable", bool(result["reachable"]))
                 span.set_attribute("wma.probe.detail", str(result["detail"]))
                 if result["reachable"] and breaker.is_open:

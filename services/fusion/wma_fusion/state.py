@@ -4,8 +4,9 @@ A :class:`RuntimeState` is immutable; a config reload builds a new one off to th
 side and swaps it in with one assignment, so a request always sees one coherent
 state. :class:`StateHolder` owns the swap, the file polling (by content hash: a
 ConfigMap update swaps a symlink, so mtime alone is not enough) and keeps each
-member's circuit breaker (and the rollout's legacy path's) across reloads while
-its endpoint and the breaker settings are unchanged.
+member's replicas (:class:`~wma_fusion.replicas.ReplicaSet`, with their circuit
+breakers; and the rollout's legacy path's breaker) across reloads while the
+replica source and the breaker settings are unchanged.
 """
 
 from __future__ import annotations
@@ -24,22 +25,27 @@ from wma_wire.frames import FrameLimits
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import GatewayConfig, ModelEntry, read_config
 from wma_fusion.errors import ConfigError
+from wma_fusion.replicas import Replica, ReplicaSet, replica_label
 
 log = logging.getLogger("wma_fusion.state")
 
 
 @dataclass(frozen=True)
 class Member:
-    """One ensemble member: where it is, how to speak to it, how to read its scores."""
+    """One ensemble member: its replicas, how to speak to them, how to read its scores."""
 
     entry: ModelEntry
     aggregator: Aggregator
     curve: IsotonicCurve
-    breaker: CircuitBreaker
+    replicas: ReplicaSet
 
     @property
     def id(self) -> str:
         return self.entry.id
+
+    def replica_view(self) -> list[tuple[str, str, int]]:
+        """(host:port, breaker state, calls in flight) of each replica (the metrics)."""
+        return [(r.label, r.breaker.state.value, r.in_flight) for r in self.replicas.replicas]
 
 
 @dataclass(frozen=True)
@@ -77,18 +83,73 @@ def _breaker(
 
 
 def breakers_of(state: RuntimeState) -> dict[BreakerKey, CircuitBreaker]:
-    """Every breaker of ``state`` by (id, endpoint), for :func:`build_state` to reuse."""
-    kept = {(m.id, m.entry.base_url): m.breaker for m in state.members}
+    """Every breaker of ``state`` by (id, replica URL), for :func:`build_state` to reuse."""
+    kept = {(m.id, r.url): r.breaker for m in state.members for r in m.replicas.replicas}
     legacy = state.config.rollout.legacy
     if legacy is not None and state.legacy_breaker is not None:
         kept[(LEGACY_BREAKER_ID, str(legacy.endpoint))] = state.legacy_breaker
     return kept
 
 
+def replica_sets_of(state: RuntimeState) -> dict[str, ReplicaSet]:
+    """Every member's replica set by model id, for :func:`build_state` to keep."""
+    return {m.id: m.replicas for m in state.members}
+
+
+def _replica_set(
+    config: GatewayConfig,
+    entry: ModelEntry,
+    breakers: Mapping[BreakerKey, CircuitBreaker],
+    previous: ReplicaSet | None,
+) -> ReplicaSet:
+    """The member's replicas: the previous set while its source and breaker settings
+    hold (a discovered set keeps what it found), else a new one that reuses the
+    breakers of the replicas it shares with the old state."""
+    fb = config.fanout.breaker
+    settings = (fb.failure_threshold, fb.reset_timeout_s)
+    if (
+        previous is not None
+        and previous.source == entry.source
+        and all(
+            (r.breaker.failure_threshold, r.breaker.reset_timeout_s) == settings
+            for r in previous.replicas
+        )
+    ):
+        return previous
+    several = entry.endpoint is None
+
+    def make(url: str) -> CircuitBreaker:
+        name = f"model {entry.id}" + (f" replica {replica_label(url)}" if several else "")
+        return CircuitBreaker(fb.failure_threshold, fb.reset_timeout_s, name=name)
+
+    def kept(url: str) -> CircuitBreaker:
+        breaker = breakers.get((entry.id, url))
+        if breaker is None or (breaker.failure_threshold, breaker.reset_timeout_s) != settings:
+            return make(url)
+        return breaker
+
+    # A discovered set starts with what the old state had found under the same name.
+    urls = (
+        entry.static_urls
+        if entry.discover is None
+        else tuple(r.url for r in previous.replicas)
+        if previous is not None and previous.source == entry.source
+        else ()
+    )
+    return ReplicaSet(
+        entry.id,
+        entry.source,
+        [Replica(u, kept(u)) for u in urls],
+        make,
+        discovered=entry.discover is not None,
+    )
+
+
 def build_state(
     config: GatewayConfig,
     config_bytes: bytes = b"",
     breakers: Mapping[BreakerKey, CircuitBreaker] | None = None,
+    replica_sets: Mapping[str, ReplicaSet] | None = None,
 ) -> RuntimeState:
     """Load the bundle and check the config against it; raises :class:`ConfigError`."""
     try:
@@ -109,9 +170,9 @@ def build_state(
                 f"{entry.aggregator!r} differs from the bundle's {calibrator.aggregator!r} "
                 "(the calibrator was fitted on that aggregator: train/serve skew)",
             )
-        breaker = _breaker(config, (entry.id, entry.base_url), breakers or {})
+        replicas = _replica_set(config, entry, breakers or {}, (replica_sets or {}).get(entry.id))
         members.append(
-            Member(entry, parse_aggregator(calibrator.aggregator), calibrator.curve, breaker)
+            Member(entry, parse_aggregator(calibrator.aggregator), calibrator.curve, replicas)
         )
     if config.thresholds is not None:
         thresholds = Thresholds(config.thresholds.t_low, config.thresholds.t_high)
@@ -206,7 +267,9 @@ class StateHolder:
             return False
         try:
             config, data = read_config(self.path, self._env)
-            new_state = build_state(config, data, breakers_of(self.state))
+            new_state = build_state(
+                config, data, breakers_of(self.state), replica_sets_of(self.state)
+            )
         except ConfigError as exc:
             log.warning("refused new config %s, keeping the old one: %s", self.path, exc)
             self._notify(False)

@@ -14,15 +14,62 @@ never collide.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from wma_wire.tracing import tracer_provider_from_env
 
 from wma_fusion.config import TelemetryConfig
 from wma_fusion.errors import ConfigError
+
+
+class ReplicaView(Protocol):
+    """What the replica gauges read of a member: its id and (url label, breaker
+    state, calls in flight) per replica (:meth:`wma_fusion.state.Member.replica_view`)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def replica_view(self) -> list[tuple[str, str, int]]: ...
+
+
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+class _ReplicaCollector(Collector):
+    def __init__(self, members: Callable[[], Iterable[ReplicaView]]) -> None:
+        self._members = members
+
+    def collect(self) -> Iterator[Metric]:
+        count = GaugeMetricFamily(
+            "wma_gateway_model_replicas",
+            "Replicas of an ensemble member by the state of their circuit breaker.",
+            labels=["model", "state"],
+        )
+        in_flight = GaugeMetricFamily(
+            "wma_gateway_replica_in_flight",
+            "Calls in flight to one replica of an ensemble member.",
+            labels=["model", "replica"],
+        )
+        circuit = GaugeMetricFamily(
+            "wma_gateway_replica_circuit_open",
+            "1 while a replica's circuit breaker is open or half-open.",
+            labels=["model", "replica"],
+        )
+        for member in self._members():
+            view = member.replica_view()
+            for state in BREAKER_STATES:
+                count.add_metric([member.id, state], sum(s == state for _, s, _ in view))
+            for label, state, n in view:
+                in_flight.add_metric([member.id, label], n)
+                circuit.add_metric([member.id, label], 0 if state == "closed" else 1)
+        yield from (count, in_flight, circuit)
+
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 30.0)
 
@@ -97,7 +144,8 @@ class Metrics:
         )
         self.circuit_open = Gauge(
             "wma_gateway_circuit_open",
-            "1 while a member's circuit breaker is open or half-open.",
+            "1 while no replica of a member has a closed circuit breaker (every one is "
+            "open or half-open).",
             ["model"],
             registry=r,
         )
@@ -107,6 +155,32 @@ class Metrics:
             ["model", "to"],
             registry=r,
         )
+
+        self.replica_seconds = Histogram(
+            "wma_gateway_replica_call_seconds",
+            "Latency of one attempt at one replica of an ensemble member.",
+            ["model", "replica"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.replica_calls = Counter(
+            "wma_gateway_replica_calls",
+            "Attempts at one replica of an ensemble member, by status.",
+            ["model", "replica", "status"],
+            registry=r,
+        )
+        self.model_retries = Counter(
+            "wma_gateway_model_retries",
+            "A model call retried on another replica, by the failed attempt's status.",
+            ["model", "status"],
+            registry=r,
+        )
+
+    def watch_replicas(self, members: Callable[[], Iterable[ReplicaView]]) -> None:
+        """Export the replicas of ``members()`` (read at each scrape, so a replica
+        that is gone leaves no stale series): ``wma_gateway_model_replicas{model,state}``,
+        ``wma_gateway_replica_in_flight`` and ``wma_gateway_replica_circuit_open``."""
+        self.registry.register(_ReplicaCollector(members))
 
     def record_reload(self, ok: bool) -> None:
         self.reloads.labels(result="ok" if ok else "failed").inc()

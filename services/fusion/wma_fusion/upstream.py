@@ -2,21 +2,34 @@
 
 One call returns a :class:`MemberReply`, never raises for an upstream failure:
 a timeout, a refused connection, an HTTP error or a malformed reply is a status
-(``timeout`` | ``error`` | ``circuit_open``) that the fusion rule reads. The call
-respects the member's own timeout and the request's overall deadline, retries
-at most once on a connect error, and goes through the member's circuit breaker.
+(``timeout`` | ``error`` | ``circuit_open``) that the fusion rule reads.
+
+:func:`call_replicas` is a model call over the model's replicas
+(:class:`~wma_fusion.replicas.ReplicaSet`): it picks one per attempt, and when
+the replica refuses the connection, resets it, times out or answers 5xx/429 it
+tries another one of the same model, at most ``fanout.max_attempts`` attempts
+and each replica once, all inside the request's deadline. While another replica
+could still be tried, an attempt gets at most half of what is left of the
+deadline (and never more than the model's ``timeout_s``), so a hung replica
+leaves time for a second one. Each replica has its own circuit breaker; a 429
+(the replica shedding load) does not count against it. A model with one replica
+keeps the single-endpoint rule: at most ``connect_retries`` retry on a connect
+error. :func:`call_member` is one endpoint behind one breaker (the rollout's
+legacy model).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from wma_core.status import MemberStatus
 from wma_wire.frames import sniff_format
 from wma_wire.protocol import (
@@ -29,6 +42,8 @@ from wma_wire.protocol import (
 
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import ModelEntry
+from wma_fusion.replicas import Replica, ReplicaSet
+from wma_fusion.telemetry import Metrics
 
 # What the old meeting client sent; the legacy server reads only these.
 LEGACY_QUERY = {
@@ -49,6 +64,8 @@ class MemberReply:
     latency_ms: float = 0.0
     error: str | None = None
     retried: bool = False
+    replica: str | None = None  # host:port of the replica that answered (or failed last)
+    attempts: int = 0
 
     @property
     def failed(self) -> bool:
@@ -56,7 +73,16 @@ class MemberReply:
 
 
 class UpstreamError(Exception):
-    """An upstream reply that cannot be used (HTTP error status, malformed body)."""
+    """An upstream reply that cannot be used (HTTP error status, malformed body);
+    ``retryable`` when another replica may answer (5xx, 429)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @property
+    def retryable(self) -> bool:
+        return self.status_code is not None and (self.status_code >= 500 or self.status_code == 429)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -72,16 +98,17 @@ def _error_detail(response: httpx.Response) -> str:
 async def _post_oip(
     client: httpx.AsyncClient,
     entry: ModelEntry,
+    base_url: str,
     frames: list[bytes],
     request_id: str,
     timeout: httpx.Timeout,
 ) -> list[float]:
     body, headers = encode_infer_request(request_id, frames, binary=True)
     propagate.inject(headers)
-    url = f"{entry.base_url}/v2/models/{entry.id}/infer"
+    url = f"{base_url}/v2/models/{entry.id}/infer"
     response = await client.post(url, content=body, headers=headers, timeout=timeout)
     if response.status_code != 200:
-        raise UpstreamError(_error_detail(response))
+        raise UpstreamError(_error_detail(response), status_code=response.status_code)
     try:
         reply = decode_infer_response(response.content, dict(response.headers))
         probs = reply.probs
@@ -98,7 +125,7 @@ async def _post_oip(
 
 
 async def _post_legacy(
-    client: httpx.AsyncClient, entry: ModelEntry, frames: list[bytes], timeout: httpx.Timeout
+    client: httpx.AsyncClient, base_url: str, frames: list[bytes], timeout: httpx.Timeout
 ) -> list[float]:
     files = [
         ("files", (f"frame{i}", frame, f"image/{sniff_format(frame) or 'jpeg'}"))
@@ -106,17 +133,173 @@ async def _post_legacy(
     ]
     headers: dict[str, str] = {}
     propagate.inject(headers)
-    url = f"{entry.base_url}/check_frame_batch"
+    url = f"{base_url}/check_frame_batch"
     response = await client.post(
         url, params=LEGACY_QUERY, files=files, headers=headers, timeout=timeout
     )
     if response.status_code != 200:
-        raise UpstreamError(_error_detail(response))
+        raise UpstreamError(_error_detail(response), status_code=response.status_code)
     try:
         probs: list[float] = parse_legacy_response(response.json())
     except ValueError as exc:  # JSONDecodeError and ProtocolError are both ValueErrors
         raise UpstreamError(f"malformed legacy reply: {exc}") from None
     return probs
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    status: MemberStatus
+    probs: list[float]
+    error: str | None = None
+    retryable: bool = False
+    retried: bool = False  # a connect retry on the same replica
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    entry: ModelEntry,
+    replica: Replica,
+    frames: list[bytes],
+    *,
+    request_id: str,
+    deadline: float,
+    budget_cap: float,
+    connect_retries: int,
+) -> _Attempt:
+    """One replica, through its breaker (``allow`` already said yes); a connect
+    error is retried on it ``connect_retries`` times (0 or 1)."""
+    breaker = replica.breaker
+
+    def failed(status: MemberStatus, error: str, retryable: bool, retried: bool) -> _Attempt:
+        breaker.record_failure(f"{status}: {error}")
+        return _Attempt(status, [], error, retryable, retried)
+
+    retried = False
+    replica.in_flight += 1
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return failed(MemberStatus.TIMEOUT, "request deadline passed", False, retried)
+            budget = min(entry.timeout_s, remaining, budget_cap)
+            timeout = httpx.Timeout(budget, connect=min(budget, 2.0))
+            try:
+                async with asyncio.timeout(budget):
+                    if entry.protocol == "oip":
+                        probs = await _post_oip(
+                            client, entry, replica.url, frames, request_id, timeout
+                        )
+                    else:
+                        probs = await _post_legacy(client, replica.url, frames, timeout)
+            except httpx.ConnectError as exc:
+                if retried or connect_retries < 1:
+                    return failed(MemberStatus.ERROR, f"connect error: {exc}", True, retried)
+                retried = True
+                continue
+            except (TimeoutError, httpx.TimeoutException):
+                return failed(MemberStatus.TIMEOUT, f"no reply within {budget:.2f}s", True, retried)
+            except UpstreamError as exc:
+                if exc.status_code == 429:  # shedding load: healthy, just busy
+                    return _Attempt(MemberStatus.ERROR, [], str(exc), True, retried)
+                return failed(MemberStatus.ERROR, str(exc), exc.retryable, retried)
+            except httpx.HTTPError as exc:  # reset, protocol error mid-reply
+                return failed(MemberStatus.ERROR, str(exc) or type(exc).__name__, True, retried)
+            breaker.record_success()
+            status = MemberStatus.OK if probs else MemberStatus.NO_FACES
+            return _Attempt(status, probs, retried=retried)
+    except asyncio.CancelledError:
+        breaker.record_failure("cancelled")
+        raise
+    finally:
+        replica.in_flight -= 1
+
+
+async def call_replicas(
+    client: httpx.AsyncClient,
+    entry: ModelEntry,
+    replicas: ReplicaSet,
+    frames: list[bytes],
+    *,
+    request_id: str,
+    deadline: float,
+    connect_retries: int,
+    max_attempts: int = 3,
+    tracer: trace.Tracer | None = None,
+    metrics: Metrics | None = None,
+) -> MemberReply:
+    """Ask one model (any of its replicas) to score ``frames`` before ``deadline``
+    (a ``time.monotonic`` value); each attempt is a span naming its replica."""
+    start = time.monotonic()
+    tried: list[Replica] = []
+    last: _Attempt | None = None
+    last_replica: str | None = None
+    single = len(replicas.replicas) == 1
+    while len(tried) < max_attempts:
+        if deadline - time.monotonic() <= 0:
+            break
+        replica = replicas.pick(exclude=tried)
+        if replica is None:
+            break
+        tried.append(replica)
+        another = len(tried) < max_attempts and replicas.has_candidate(tried)
+        cap = (deadline - time.monotonic()) / 2 if another else entry.timeout_s
+        t0 = time.monotonic()
+        span_cm: AbstractContextManager[trace.Span | None] = (
+            tracer.start_as_current_span(f"replica {replica.label}", kind=trace.SpanKind.CLIENT)
+            if tracer is not None
+            else contextlib.nullcontext()
+        )
+        with span_cm as span:
+            outcome = await _attempt(
+                client,
+                entry,
+                replica,
+                frames,
+                request_id=request_id,
+                deadline=deadline,
+                budget_cap=cap,
+                connect_retries=connect_retries if single else 0,
+            )
+            if span is not None:
+                span.set_attribute("wma.model.id", entry.id)
+                span.set_attribute("wma.replica", replica.label)
+                span.set_attribute("wma.replica.attempt", len(tried))
+                span.set_attribute("wma.model.status", outcome.status)
+                if outcome.status.failed:
+                    span.set_status(trace.StatusCode.ERROR, outcome.error or outcome.status)
+        if metrics is not None:
+            labels = {"model": entry.id, "replica": replica.label}
+            metrics.replica_seconds.labels(**labels).observe(time.monotonic() - t0)
+            metrics.replica_calls.labels(**labels, status=outcome.status).inc()
+        last, last_replica = outcome, replica.label
+        if not outcome.status.failed:
+            break
+        if not outcome.retryable:
+            break
+        if metrics is not None and len(tried) < max_attempts and replicas.has_candidate(tried):
+            metrics.model_retries.labels(model=entry.id, status=outcome.status).inc()
+    latency = (time.monotonic() - start) * 1000.0
+    if last is None:
+        if not replicas.replicas:
+            status, error = MemberStatus.ERROR, "no replica known (none discovered yet)"
+        elif tried or deadline - time.monotonic() <= 0:
+            status, error = MemberStatus.TIMEOUT, "request deadline passed"
+        else:
+            status, error = MemberStatus.CIRCUIT_OPEN, "circuit breaker is open"
+            if not single:
+                error = "the circuit breaker of every replica is open"
+        return MemberReply(entry.id, status, (), latency, error, False, None, 0)
+    retried = last.retried or len(tried) > 1
+    return MemberReply(
+        entry.id,
+        last.status,
+        tuple(last.probs),
+        latency,
+        last.error,
+        retried,
+        last_replica,
+        len(tried),
+    )
 
 
 async def call_member(
@@ -129,53 +312,21 @@ async def call_member(
     deadline: float,
     connect_retries: int,
 ) -> MemberReply:
-    """Ask one member to score ``frames`` before ``deadline`` (a ``time.monotonic`` value)."""
+    """One endpoint (``entry.base_url``) behind one ``breaker``: the legacy model's call."""
     start = time.monotonic()
-
-    def reply(
-        status: MemberStatus,
-        probs: list[float] | None = None,
-        error: str | None = None,
-        retried: bool = False,
-    ) -> MemberReply:
-        latency = (time.monotonic() - start) * 1000.0
-        if status in (MemberStatus.TIMEOUT, MemberStatus.ERROR):
-            breaker.record_failure(f"{status}: {error}")
-        return MemberReply(entry.id, status, tuple(probs or ()), latency, error, retried)
-
     if not breaker.allow():
-        return reply(MemberStatus.CIRCUIT_OPEN, error="circuit breaker is open")
-    retried = False
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return reply(MemberStatus.TIMEOUT, error="request deadline passed", retried=retried)
-            budget = min(entry.timeout_s, remaining)
-            timeout = httpx.Timeout(budget, connect=min(budget, 2.0))
-            try:
-                async with asyncio.timeout(budget):
-                    if entry.protocol == "oip":
-                        probs = await _post_oip(client, entry, frames, request_id, timeout)
-                    else:
-                        probs = await _post_legacy(client, entry, frames, timeout)
-            except httpx.ConnectError as exc:
-                if retried or connect_retries < 1:
-                    return reply(MemberStatus.ERROR, error=f"connect error: {exc}", retried=retried)
-                retried = True
-                continue
-            except (TimeoutError, httpx.TimeoutException):
-                return reply(
-                    MemberStatus.TIMEOUT, error=f"no reply within {budget:.2f}s", retried=retried
-                )
-            except (httpx.HTTPError, UpstreamError) as exc:
-                return reply(
-                    MemberStatus.ERROR, error=str(exc) or type(exc).__name__, retried=retried
-                )
-            breaker.record_success()
-            return reply(
-                MemberStatus.OK if probs else MemberStatus.NO_FACES, probs, retried=retried
-            )
-    except asyncio.CancelledError:
-        breaker.record_failure("cancelled")
-        raise
+        return MemberReply(entry.id, MemberStatus.CIRCUIT_OPEN, (), 0.0, "circuit breaker is open")
+    outcome = await _attempt(
+        client,
+        entry,
+        Replica(entry.base_url, breaker),
+        frames,
+        request_id=request_id,
+        deadline=deadline,
+        budget_cap=entry.timeout_s,
+        connect_retries=connect_retries,
+    )
+    latency = (time.monotonic() - start) * 1000.0
+    return MemberReply(
+        entry.id, outcome.status, tuple(outcome.probs), latency, outcome.error, outcome.retried
+    )

@@ -30,10 +30,11 @@ class ModelProcess:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    host: str = "127.0.0.1"  # any loopback address (replicas of one model on one port)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def log_tail(self, n: int = 2000) -> str:
         try:
@@ -61,11 +62,12 @@ def start_model_server(
     port: int | None = None,
     bias: float = 0.0,
     env: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> ModelProcess:
     """Spawn ``wma model-server --model-id ID --backend mock`` on a loopback port."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "wma_local.lifecycle", "model-server", "--model-id", model_id]
-    cmd += ["--backend", "mock", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend", "mock", "--host", host, "--port", str(port)]
     if bias:
         cmd += ["--bias", str(bias)]
     log_path = workdir / f"model-{model_id}.log"
@@ -84,7 +86,7 @@ def start_model_server(
             start_new_session=True,
             env=child_env,
         )
-    return ModelProcess(model_id, port, process, log_path)
+    return ModelProcess(model_id, port, process, log_path, host)
 
 
 def wait_ready(model: ModelProcess, timeout: float = 60.0) -> None:
