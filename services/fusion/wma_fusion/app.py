@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from wma_wire.auth import BearerAuth
+from wma_wire.openapi import error_responses, install_openapi, multipart_body, text_response
 from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
 
@@ -43,6 +44,43 @@ from wma_fusion.state import RuntimeState, StateHolder, load_state
 from wma_fusion.telemetry import Metrics, make_tracer_provider
 
 log = logging.getLogger("wma_fusion.app")
+
+_DOC = (
+    "The fusion gateway: POST /v1/analyze fans a participant's frames out to the "
+    "ensemble's model servers and answers the fused verdict. Every error is "
+    '{"error": message}.'
+)
+_ID = {"type": "string", "pattern": r"^[A-Za-z0-9._:@-]{1,128}$"}
+_ANALYZE_BODY = multipart_body(
+    {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary", "description": "a JPEG or PNG crop"},
+        },
+        "participant_id": {**_ID, "description": "or the query parameter participant_id"},
+        "meeting_id": _ID,
+    },
+    ["files"],
+    {"files": "image/jpeg, image/png"},
+)
+_ANALYZE_BODY["parameters"] = [
+    {"name": name, "in": "query", "required": False, "schema": _ID}
+    for name in ("participant_id", "meeting_id")
+]
+_ANALYZE_ERRORS = error_responses(
+    400,
+    413,
+    415,
+    500,
+    503,
+    s400="malformed form, participant_id missing or invalid, or a frame that does not decode",
+    s503="no model could answer (every member failed: 'models' holds each one's status), "
+    "or the legacy model failed while it serves",
+)
+_READY = {
+    "description": "ready: at least one model that can serve is reachable",
+    "content": {"application/json": {"schema": {"type": "object", "required": ["ready"]}}},
+}
 
 
 @dataclass
@@ -174,7 +212,7 @@ def create_app(
     if door is not None:  # WMA_GATEWAY_TOKEN: checked before the body is read
         app.add_middleware(BearerAuth, token=door, open_paths=OPEN_PATHS, logger=log)
 
-    @app.post("/v1/analyze")
+    @app.post("/v1/analyze", responses=_ANALYZE_ERRORS, openapi_extra=_ANALYZE_BODY)
     async def analyze(request: Request, gw: GatewayDep) -> JSONResponse:
         start = time.monotonic()
         state = gw.holder.state  # once: a reload mid-request must not mix two states
@@ -217,13 +255,24 @@ def create_app(
     async def livez() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        responses={
+            200: _READY,
+            503: {**_READY, "description": "not ready: no model that can serve is reachable"},
+        },
+    )
     async def readyz(gw: GatewayDep) -> JSONResponse:
         ready, body = await readiness(gw.http, gw.holder.state)
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses=text_response("Prometheus metrics, text exposition format"),
+    )
     async def metrics_route(gw: GatewayDep) -> Response:
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    install_openapi(app, open_paths=OPEN_PATHS, bearer=door is not None, description=_DOC)
     return app

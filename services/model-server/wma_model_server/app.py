@@ -21,6 +21,7 @@ from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
 from wma_wire.auth import BearerAuth
+from wma_wire.openapi import install_openapi, text_response
 from wma_wire.protocol import ProtocolError
 from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
@@ -40,6 +41,11 @@ __all__ = ["OPEN_PATHS", "create_app"]
 OPEN_PATHS = ("/ping", "/v2/health/live", "/v2/health/ready", "/metrics")
 
 log = logging.getLogger(__name__)
+
+_DOC = (
+    "One detector behind the legacy API (/check_frame_batch, /check_frame, /ping) and "
+    'the Open Inference Protocol v2. Every error is {"error": message}.'
+)
 
 
 async def _load(state: ServerState, given: Backend | None, executor: ThreadPoolExecutor) -> None:
@@ -147,7 +153,11 @@ def create_app(
     app.include_router(routes_legacy.router)
     app.include_router(routes_v2.router)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=text_response("Prometheus metrics, text exposition format"),
+    )
     async def metrics_endpoint() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -156,6 +166,7 @@ def create_app(
     # would re-raise and close the kept-alive connection; telemetry sees the 500.
     app.add_middleware(InternalErrorMiddleware, logger=log)
     token = settings.bearer_token
+    install_openapi(app, open_paths=OPEN_PATHS, bearer=token is not None, description=_DOC)
     if token is not None:  # checked before any body is read; telemetry counts the 401s
         app.add_middleware(BearerAuth, token=token, open_paths=OPEN_PATHS, logger=log)
     tracer = trace.get_tracer("wma_model_server", __version__, tracer_provider=tracer_provider)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from wma_wire.legacy_form import BATCH_FIELD, SINGLE_FIELD, parse_frame_parts
+from wma_wire.openapi import error_responses, multipart_body
 from wma_wire.protocol import FRAME_STATUSES
 
 from wma_model_server.exceptions import BadRequestError
@@ -28,6 +29,10 @@ router = APIRouter()
 _, UNDECODABLE, NO_FACE = FRAME_STATUSES
 Threshold = Annotated[float, Query(ge=0.0, le=1.0)]
 YoloConf = Annotated[float | None, Query(ge=0.0, le=1.0)]
+_IMAGE = {"type": "string", "format": "binary", "description": "a JPEG or PNG image"}
+_PART_TYPES = "image/jpeg, image/png"  # also accepted: application/octet-stream, none
+# 400 also for a query parameter out of range; 500 when the model's answer is unusable
+_SCORING_ERRORS = error_responses(400, 413, 415, 429, 500, 503)
 
 
 def label(prob: float, threshold: float) -> str:
@@ -49,7 +54,13 @@ async def ping() -> dict[str, str]:
     return {"message": "pong"}
 
 
-@router.post("/check_frame_batch")
+@router.post(
+    "/check_frame_batch",
+    responses=_SCORING_ERRORS,
+    openapi_extra=multipart_body(
+        {BATCH_FIELD: {"type": "array", "items": _IMAGE}}, [BATCH_FIELD], {BATCH_FIELD: _PART_TYPES}
+    ),
+)
 async def check_frame_batch(
     request: Request,
     state: StateDep,
@@ -76,7 +87,13 @@ async def check_frame_batch(
     }
 
 
-@router.post("/check_frame")
+@router.post(
+    "/check_frame",
+    responses=_SCORING_ERRORS,
+    openapi_extra=multipart_body(
+        {SINGLE_FIELD: _IMAGE}, [SINGLE_FIELD], {SINGLE_FIELD: _PART_TYPES}
+    ),
+)
 async def check_frame(
     request: Request,
     state: StateDep,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from wma_wire.openapi import error_responses
 from wma_wire.protocol import (
     OUTPUTS,
     InferRequest,
@@ -30,6 +31,84 @@ from wma_model_server.state import ServerState, StateDep, read_body
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v2")
+
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string", "enum": ["images", "pixels"]},
+        "datatype": {"type": "string", "enum": ["BYTES", "UINT8"]},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "data": {"type": "array", "description": "base64 strings (images) or 0-255 (pixels)"},
+        "parameters": {"type": "object", "description": "binary_data_size with the extension"},
+    },
+}
+_OUTPUT = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "enum": ["probs", "status"]},
+        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
+    },
+}
+_INFER_JSON = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "recrop": {"type": "boolean"},
+                "binary_data_output": {"type": "boolean"},
+            },
+        },
+        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": _TENSOR},
+        "outputs": {"type": "array", "items": _OUTPUT},
+    },
+}
+_INFER_REPLY = {
+    "type": "object",
+    "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_BINARY = "the JSON header, then the tensors' bytes (binary tensor data extension)"
+_INFER_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "with the binary extension: the JSON header's length in bytes",
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _INFER_JSON},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "description": _BINARY}
+            },
+        },
+    },
+}
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "per-frame 'probs' (FP32, -1 where not scored) and 'status' (BYTES)",
+        "content": {
+            "application/json": {"schema": _INFER_REPLY},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "description": _BINARY}
+            },
+        },
+    },
+    **error_responses(400, 404, 413, 415, 429, 500, 503),
+}
 
 
 def _check_model(state: ServerState, model_id: str) -> None:
@@ -53,13 +132,13 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses=error_responses(503))
 async def ready(state: StateDep) -> dict[str, bool]:
     state.require_pipeline()
     return {"ready": True}
 
 
-@router.get("/models/{model_id}")
+@router.get("/models/{model_id}", responses=error_responses(404))
 async def model_metadata(model_id: str, state: StateDep) -> dict[str, Any]:
     _check_model(state, model_id)
     return {
@@ -77,7 +156,7 @@ async def model_metadata(model_id: str, state: StateDep) -> dict[str, Any]:
     }
 
 
-@router.get("/models/{model_id}/ready")
+@router.get("/models/{model_id}/ready", responses=error_responses(404, 503))
 async def model_ready(model_id: str, state: StateDep) -> dict[str, Any]:
     _check_model(state, model_id)
     state.require_pipeline()
@@ -123,7 +202,12 @@ async def _score(pipeline: ScoringPipeline, call: _Call) -> FrameScores:
     return await pipeline.score_pixels(call.pixels, recrop=call.recrop)
 
 
-@router.post("/models/{model_id}/infer")
+@router.post(
+    "/models/{model_id}/infer",
+    response_class=Response,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_DOC,
+)
 async def infer(model_id: str, request: Request, state: StateDep) -> Response:
     _check_model(state, model_id)
     pipeline = state.require_pipeline()
