@@ -56,6 +56,7 @@ def setup_logging(level: str = "info") -> None:
 
 def run_gateway(args: argparse.Namespace) -> int:
     import uvicorn
+    from wma_wire import serving
 
     from wma_fusion.app import create_app
     from wma_fusion.config import resolve_config_path
@@ -77,6 +78,8 @@ def run_gateway(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        loop=serving.LOOP,
+        http=serving.HTTP,
         timeout_graceful_shutdown=grace,
     )
     return 0

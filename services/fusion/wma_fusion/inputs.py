@@ -56,15 +56,18 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
     """Everything ``/v1/analyze`` needs, checked; raises :class:`InputError` subclasses."""
     # the cap allows for the multipart framing around the frames themselves
     body = await read_body(request, limits.max_request_bytes)
-    # Parsing up to 64 MiB of multipart is CPU work: keep it off the event loop.
-    # The model server's reader and rules: 415 if not multipart, 400 if not complete,
-    # 413 past max_files + EXTRA_FORM_PARTS parts.
-    parts = await asyncio.to_thread(
-        read_form_parts,
-        body,
-        request.headers.get("content-type", ""),
-        max_files=limits.max_files,
-    )
+    # Parsing up to 64 MiB of multipart and reading every frame's header is CPU work:
+    # one worker-thread job, off the event loop. The model server's reader and rules:
+    # 415 if not multipart, 400 if not complete, 413 past max_files + EXTRA_FORM_PARTS
+    # parts; then the frame checks (wma_wire.frames).
+    content_type = request.headers.get("content-type", "")
+    return await asyncio.to_thread(_read_form, body, content_type, request, limits)
+
+
+def _read_form(
+    body: bytes, content_type: str, request: Request, limits: FrameLimits
+) -> AnalyzeInput:
+    parts = read_form_parts(body, content_type, max_files=limits.max_files)
     frames: list[bytes] = []
     for part in parts:
         name, is_file = part.disposition()
@@ -86,5 +89,5 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
         raise InputError("meeting_id must be 1-128 characters of [A-Za-z0-9._:@-]")
     if not frames:
         raise InputError("no frames: send one or more JPEG/PNG images in the 'files' field")
-    await asyncio.to_thread(validate_frames, frames, limits)
+    validate_frames(frames, limits)
     return AnalyzeInput(frames, participant_id, meeting_id)

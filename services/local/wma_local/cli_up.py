@@ -100,6 +100,7 @@ def run_up(args: argparse.Namespace) -> int:
     from wma_fusion.app import create_app
     from wma_fusion.cli import setup_logging
     from wma_fusion.errors import ConfigError
+    from wma_wire import serving
 
     from wma_local.lifecycle import Terminated, raise_on_signals
     from wma_local.stack import LocalStack, StackError, resolve_bundle
@@ -129,7 +130,12 @@ def run_up(args: argparse.Namespace) -> int:
                 )
             print(f"gateway: http://{args.host}:{args.port}", flush=True)  # noqa: T201
             print(f"logs and gateway config: {stack.workdir}", flush=True)  # noqa: T201
-            config = uvicorn.Config(create_app(stack.config_path), timeout_graceful_shutdown=10)
+            config = uvicorn.Config(
+                create_app(stack.config_path),
+                timeout_graceful_shutdown=10,
+                loop=serving.LOOP,
+                http=serving.HTTP,
+            )
             server = uvicorn.Server(config)
 
             def hang_up(signum: int, frame: FrameType | None) -> None:

@@ -13,6 +13,7 @@ import time
 
 import uvicorn
 from fastapi import FastAPI
+from wma_wire import serving
 
 
 class StackError(RuntimeError):
@@ -37,7 +38,12 @@ class GatewayThread:
         self.url = f"http://{host}:{self.port}"
         # log_config=None: uvicorn's records reach the root logger (and test captures).
         config = uvicorn.Config(
-            app, log_config=None, log_level="warning", timeout_graceful_shutdown=5
+            app,
+            log_config=None,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            loop=serving.LOOP,
+            http=serving.HTTP,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -117,3 +117,28 @@ async def test_queue_capacity_held_for_a_refused_request_is_given_back(
     assert refused.status_code == 413 and undecodable.json()["num_scored"] == 1
     assert full.json()["probs"] == pytest.approx([0.2, 0.2])
     assert queue == ["wma_ms_queue_frames 0.0"]
+
+
+async def test_an_idle_model_starts_at_once_and_a_busy_one_coalesces_what_arrives(
+    serve: Any, gated_backend: Any, png: Any, form: Any
+) -> None:
+    # Default settings: no batching window. The first request's pass starts at once
+    # (alone); the two that arrive while it runs share the next pass.
+    backend = gated_backend("m1")
+    async with serve(impl=backend) as client:
+        first = asyncio.create_task(client.post("/check_frame_batch", files=form([png(51)])))
+        while not backend.started.is_set():
+            await asyncio.sleep(0.01)
+        later = [
+            asyncio.create_task(client.post("/check_frame_batch", files=form([png(v)])))
+            for v in (102, 153)
+        ]
+        batcher = client.app.state.model_server.pipeline.batcher  # type: ignore[attr-defined]
+        while batcher._waiting_frames() < 2:  # both queued behind the running pass
+            await asyncio.sleep(0.01)
+        backend.gate.set()
+        replies = [await first, *[await t for t in later]]
+        metrics = (await client.get("/metrics")).text
+    assert [r.json()["probs"] for r in replies] == [pytest.approx([v]) for v in (0.2, 0.4, 0.6)]
+    batches = _histogram(metrics, "wma_ms_batch_frames")
+    assert (batches["wma_ms_batch_frames_count"], batches["wma_ms_batch_frames_sum"]) == (2, 3)

@@ -1,12 +1,15 @@
 """Dynamic batching: frames of concurrent requests share one forward pass.
 
-Like Triton's dynamic batcher: the first waiting frame opens a window of
-``max_delay_s``; the batch is cut when it holds ``max_batch`` frames or the
-window closes. Admission is bounded by ``max_queue_frames`` (admitted, not yet
-scored); beyond it :class:`OverloadedError` (429) is raised at once instead of
-letting latency grow. A request is admitted before its frames are decoded and
-prepared, so an overloaded server spends no CPU on frames it will refuse. The
-forward pass runs in one dedicated worker thread.
+A pass starts as soon as the model is free and takes every waiting frame, up to
+``max_batch``: an idle server adds no latency, and frames that arrive while a pass
+runs are coalesced into the next one, so batches grow with load. With
+``max_delay_s`` > 0 an idle model also waits that long for more frames first, like
+Triton's ``max_queue_delay_microseconds`` (off by default). Admission is bounded
+by ``max_queue_frames`` (admitted, not yet scored); beyond it
+:class:`OverloadedError` (429) is raised at once instead of letting latency grow.
+A request is admitted before its frames are decoded and prepared, so an
+overloaded server spends no CPU on frames it will refuse. The forward pass runs
+in one dedicated worker thread.
 """
 
 from __future__ import annotations

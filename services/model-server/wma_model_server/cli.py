@@ -69,6 +69,7 @@ def register(subparsers: Any) -> None:
 
 def run_model_server(args: argparse.Namespace) -> int:
     import uvicorn
+    from wma_wire import serving
     from wma_wire.tracing import tracer_provider_from_env
 
     from wma_model_server.app import create_app
@@ -91,7 +92,12 @@ def run_model_server(args: argparse.Namespace) -> int:
     if provider is not None:  # flushed at the end of the lifespan, before the process ends
         app = FlushTracesAtShutdown(app, provider)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=args.log_level.lower()
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level.lower(),
+        loop=serving.LOOP,
+        http=serving.HTTP,
     )
     uvicorn.Server(config).run()
     return 0

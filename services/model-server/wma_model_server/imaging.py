@@ -25,7 +25,8 @@ _JPEG_SCAN, _JPEG_END = b"\xff\xda", b"\xff\xd9"
 def _jpeg_complete(data: bytes) -> bool:
     # Entropy-coded data cannot hold an unescaped marker, so the last SOS found is
     # the image's last scan (an EXIF thumbnail comes before it).
-    return data.find(_JPEG_END, max(data.rfind(_JPEG_SCAN), 0)) >= 0
+    # Ending in EOI implies the search below succeeds: checked first, it is O(1).
+    return data.endswith(_JPEG_END) or data.find(_JPEG_END, max(data.rfind(_JPEG_SCAN), 0)) >= 0
 
 
 def decode_image(frame: OpenedFrame | None) -> np.ndarray[Any, np.dtype[np.uint8]] | None:

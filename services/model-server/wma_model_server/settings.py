@@ -39,7 +39,9 @@ class ModelServerSettings(BaseSettings):
     bias: float = Field(0.0, ge=-1.0, le=1.0, description="mock backend: added to every prob")
 
     max_batch: int = Field(32, ge=1, le=1024)
-    max_delay_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    # 0: a pass starts as soon as the model is free; frames that arrive while it is
+    # busy share the next one. > 0: an idle model also waits up to this long for more.
+    max_delay_ms: float = Field(0.0, ge=0.0, le=1000.0)
     max_queue_frames: int = Field(256, ge=1)
 
     # Defaults live in FrameLimits only (the gateway uses the same ones).

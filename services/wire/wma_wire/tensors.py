@@ -97,11 +97,11 @@ def _as_bytes(value: object) -> bytes:
 def encode_binary(array: np.ndarray[Any, Any], datatype: str) -> bytes:
     """Raw bytes of a tensor as the binary extension sends them (row-major, little-endian)."""
     if datatype == "BYTES":
-        out = bytearray()
+        parts: list[bytes] = []
         for item in array.reshape(-1):
             raw = _as_bytes(item)
-            out += _LENGTH.pack(len(raw)) + raw
-        return bytes(out)
+            parts += (_LENGTH.pack(len(raw)), raw)
+        return b"".join(parts)  # one copy of the frames, not one per frame
     return np.ascontiguousarray(array, dtype=_dtype(datatype)).tobytes()
 
 
