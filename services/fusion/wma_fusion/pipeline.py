@@ -21,7 +21,7 @@ from wma_fusion.breaker import BreakerState
 from wma_fusion.errors import EnsembleUnavailable
 from wma_fusion.state import Member, RuntimeState
 from wma_fusion.telemetry import Metrics
-from wma_fusion.upstream import MemberReply, call_replicas
+from wma_fusion.upstream import MemberReply, OipBody, call_replicas
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,7 @@ async def _traced_call(
     request_id: str,
     deadline: float,
     metrics: Metrics | None,
+    encoded: OipBody | None = None,
 ) -> MemberReply:
     entry = member.entry
     fanout = state.config.fanout
@@ -112,6 +113,7 @@ async def _traced_call(
             max_attempts=fanout.max_attempts,
             tracer=tracer,
             metrics=metrics,
+            encoded=encoded,
         )
         span.set_attribute("wma.frames.scored", len(reply.probs))
         span.set_attribute("wma.model.status", reply.status)
@@ -149,9 +151,12 @@ async def run_ensemble(
     start = time.monotonic()
     deadline = start + state.config.fanout.deadline_s
     request_id = uuid.uuid4().hex
+    # Encoded once for every OIP member (one copy of the frames per request, not four).
+    oip = any(m.entry.protocol == "oip" for m in state.members)
+    encoded = OipBody.encode(request_id, frames) if oip else None
     replies = await asyncio.gather(
         *(
-            _traced_call(tracer, client, state, m, frames, request_id, deadline, metrics)
+            _traced_call(tracer, client, state, m, frames, request_id, deadline, metrics, encoded)
             for m in state.members
         )
     )

@@ -95,6 +95,20 @@ def _error_detail(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
+@dataclass(frozen=True)
+class OipBody:
+    """A request's frames as one OIP infer body (binary extension), encoded once and
+    sent to every OIP member: the frames are copied once per request, not per member."""
+
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def encode(cls, request_id: str, frames: list[bytes]) -> OipBody:
+        body, headers = encode_infer_request(request_id, frames, binary=True)
+        return cls(body, tuple(headers.items()))
+
+
 async def _post_oip(
     client: httpx.AsyncClient,
     entry: ModelEntry,
@@ -102,8 +116,10 @@ async def _post_oip(
     frames: list[bytes],
     request_id: str,
     timeout: httpx.Timeout,
+    encoded: OipBody | None = None,
 ) -> list[float]:
-    body, headers = encode_infer_request(request_id, frames, binary=True)
+    encoded = encoded or OipBody.encode(request_id, frames)
+    body, headers = encoded.body, dict(encoded.headers)  # the trace header is per call
     propagate.inject(headers)
     url = f"{base_url}/v2/models/{entry.id}/infer"
     response = await client.post(url, content=body, headers=headers, timeout=timeout)
@@ -165,6 +181,7 @@ async def _attempt(
     deadline: float,
     budget_cap: float,
     connect_retries: int,
+    encoded: OipBody | None = None,
 ) -> _Attempt:
     """One replica, through its breaker (``allow`` already said yes); a connect
     error is retried on it ``connect_retries`` times (0 or 1)."""
@@ -187,7 +204,7 @@ async def _attempt(
                 async with asyncio.timeout(budget):
                     if entry.protocol == "oip":
                         probs = await _post_oip(
-                            client, entry, replica.url, frames, request_id, timeout
+                            client, entry, replica.url, frames, request_id, timeout, encoded
                         )
                     else:
                         probs = await _post_legacy(client, replica.url, frames, timeout)
@@ -226,9 +243,11 @@ async def call_replicas(
     max_attempts: int = 3,
     tracer: trace.Tracer | None = None,
     metrics: Metrics | None = None,
+    encoded: OipBody | None = None,
 ) -> MemberReply:
     """Ask one model (any of its replicas) to score ``frames`` before ``deadline``
-    (a ``time.monotonic`` value); each attempt is a span naming its replica."""
+    (a ``time.monotonic`` value); each attempt is a span naming its replica.
+    ``encoded``: the frames' OIP body, when the caller made it once for all members."""
     start = time.monotonic()
     tried: list[Replica] = []
     last: _Attempt | None = None
@@ -259,6 +278,7 @@ async def call_replicas(
                 deadline=deadline,
                 budget_cap=cap,
                 connect_retries=connect_retries if single else 0,
+                encoded=encoded,
             )
             if span is not None:
                 span.set_attribute("wma.model.id", entry.id)
