@@ -8,7 +8,7 @@ LOCK := requirements/dev.lock
 PIP_PIN := pip==26.3
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lock e2e check format test test-fast demo up mock-bundle bench soak drills clean
+.PHONY: help install lock e2e check format test test-fast demo up mock-bundle bench soak drills fuzz clean
 
 help:
 	@echo "make demo        - set up and run the local mock stack on the bundled sample frames"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench       - the benchmark commands of docs/benchmarks.md"
 	@echo "make soak        - SOAK_CALLS calls (2000) at 8 clients, ~5 % malformed, on a real local stack"
 	@echo "make drills      - member kill, hang, all down and gateway SIGTERM under load (docs/reliability.md)"
+	@echo "make fuzz        - schemathesis (FUZZ_EXAMPLES per route) and hostile requests on real processes"
 	@echo "make mock-bundle - rebuild services/local/wma_local/mock.json and the chart's copy"
 	@echo "make install     - create .venv and install exactly the locked versions (requirements/dev.lock)"
 	@echo "make lock        - re-resolve requirements/*.lock from pyproject.toml (scripts/lock.sh)"
@@ -90,6 +91,12 @@ soak: install
 
 drills: install
 	$(BIN)/python benchmarks/drills.py
+
+# Both services' OpenAPI documents fuzzed, and the hostile cases of tests_support/fuzzing.py,
+# against real processes, tokens off and on (docs/reliability.md); exit 1 on any failure.
+FUZZ_EXAMPLES ?= 60
+fuzz: install
+	$(BIN)/python scripts/fuzz.py --examples $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -10,9 +10,10 @@ for all) to every member and to the rollout's legacy model; ``WMA_MS_TOKEN_<ID>`
 (the model id upper-cased, other characters as ``_``) overrides it for one member
 and ``WMA_LEGACY_TOKEN`` for the legacy model; each has a ``_FILE`` form.
 :class:`MemberTokens` is the shared client's ``httpx.Auth``: it picks a request's
-token by the member whose endpoint the URL starts with, so every call to a member
-(ensemble, shadow, canary, legacy, readiness probes) carries it, and no call
-elsewhere does. Tokens are read once, when the app is built.
+token by the member whose replica's URL the request's URL starts with, so every
+call to a member (ensemble, shadow, canary, legacy, readiness probes; every replica,
+static or discovered) carries it, and no call elsewhere does. Tokens are read once,
+when the app is built.
 """
 
 from __future__ import annotations

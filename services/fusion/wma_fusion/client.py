@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from wma_core import BANNER_RANK, Banner
+from wma_wire.auth import bearer_header
 from wma_wire.frames import sniff_format
 
 # The gateway answers within its fan-out deadline (4.5 s by default) plus overhead.
@@ -47,8 +48,13 @@ class FusionClient:
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        # token: the gateway's WMA_GATEWAY_TOKEN, sent as "Authorization: Bearer <token>"
+        headers = bearer_header(token) if token is not None else None
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     async def __aenter__(self) -> FusionClient:
         return self

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -128,9 +129,17 @@ def load_frames(image_dir: Path, num_frames: int) -> list[bytes]:
 async def analyze(
     url: str, frames: list[bytes], participant_id: str, name: str | None = None
 ) -> dict[str, Any]:
+    from wma_fusion.auth import gateway_token
     from wma_fusion.client import FusionClient
+    from wma_fusion.errors import ConfigError
 
-    async with FusionClient(url) as client:
+    from wma_local.stack import StackError
+
+    try:  # the token the gateway checks (WMA_GATEWAY_TOKEN or _FILE), when it is set here
+        token = gateway_token(os.environ)
+    except ConfigError as exc:
+        raise StackError(str(exc)) from None
+    async with FusionClient(url, token=token) as client:
         return await client.process_frames(frames, participant_id, name)
 
 
