@@ -84,7 +84,9 @@ def test_up_reports_a_dead_model_server_and_stops_on_sighup_keeping_the_logs(
         children = children_of(proc.pid)
         (victim,) = [pid for pid, cmd in children.items() if "--model-id dfsesrgu " in cmd]
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: "model server dfsesrgu" in err_path.read_text(), "death not reported")
+        # the WARNING, not the INFO line naming each server at start
+        death = f"model server dfsesrgu (pid {victim}) exited"
+        wait_for(lambda: death in err_path.read_text(), "death not reported")
         assert ready(port)  # the gateway keeps serving without it
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(60) == 1

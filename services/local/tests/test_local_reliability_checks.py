@@ -80,11 +80,11 @@ def test_a_degraded_answer_must_follow_the_interval_rule() -> None:
     assert ORACLE.check(present_only, FAKE_LEVELS) is not None
 
 
-def _send(call: Call, handler: Any) -> Outcome:
+def _send(call: Call, handler: Any, reused: bool = False) -> Outcome:
     async def run() -> Outcome:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             urls = {"gateway": "http://gw"} | {m: f"http://{m}" for m in DEFAULT_MODEL_IDS}
-            return await send(client, urls, call, ORACLE)
+            return await send(client, urls, call, ORACLE, reused=reused)
 
     return asyncio.run(run())
 
@@ -120,6 +120,30 @@ def test_send_tells_a_refused_connection_from_a_lost_request() -> None:
     assert wrong.problem is not None and not wrong.complete
 
 
+def test_a_request_on_an_idle_connection_the_server_closed_is_repeated_once() -> None:
+    call = good_call(random.Random(4))
+    tries: list[int] = []
+
+    def closed_then_answer(request: httpx.Request) -> httpx.Response:
+        tries.append(1)
+        if len(tries) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json=answer(call.levels), headers={"connection": "close"})
+
+    repeated = _send(call, closed_then_answer, reused=True)
+    assert repeated.retried and repeated.complete and len(tries) == 2
+    assert not repeated.keep_alive  # the answer said Connection: close
+    tries.clear()
+    fresh = _send(call, closed_then_answer, reused=False)  # a new connection: not repeated
+    assert fresh.lost and not fresh.retried and len(tries) == 1
+
+    def always_reset(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("reset")
+
+    twice = _send(call, always_reset, reused=True)
+    assert twice.lost and twice.retried  # repeated once only, then lost
+
+
 def test_the_soak_plan_mixes_every_malformed_kind_into_good_calls() -> None:
     plan = plan_calls(2000, 0.05, DEFAULT_MODEL_IDS, seed=3)
     bad = [c for c in plan if not c.good]
@@ -141,12 +165,13 @@ def test_a_drill_report_flags_lost_refused_and_unexpected_503() -> None:
             _outcome(0.2, 0.3, error="ReadError: x"),
             _outcome(0.4, 0.5, error="ConnectError", refused=True),
             _outcome(0.6, 0.7, status=503),
+            _outcome(0.8, 0.9, status=200, retried=True),
         ],
     )
     assert len(report.lost) == 1 and len(report.refused) == 1
-    assert len(report.problems) == 3
+    assert len(report.problems) == 4
     report.allow_503 = True
-    report.events["sigterm"] = 0.3  # refusals after the SIGTERM are allowed
+    report.events["sigterm"] = 0.3  # refusals and repeats after the SIGTERM are allowed
     assert report.problems == ["lost: ReadError: x"]
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from wma_local.livestack import LiveStack
-from wma_local.load import CLIENT_TIMEOUT_S, Outcome, send
+from wma_local.load import CLIENT_TIMEOUT_S, ONE_CONNECTION, Outcome, send
 from wma_local.oracle import Oracle
 from wma_local.traffic import good_call
 
@@ -81,6 +81,8 @@ class DrillReport:
                 out.append(f"lost: {o.error}")
             elif o.refused and (term is None or o.sent < term):
                 out.append("connection refused while the gateway was serving")
+            elif o.retried and (term is None or o.sent < term):
+                out.append("kept-alive connection closed while the gateway was serving")
             elif o.status == 503 and not self.allow_503:
                 out.append("503 while members were up")
         return out
@@ -112,7 +114,8 @@ class DrillReport:
         out = [
             f"{self.name}: {len(o)} calls; complete {sum(x.complete for x in o)}, "
             f"degraded {sum(x.degraded and x.problem is None for x in o)}, 503 {n503}, "
-            f"refused {len(self.refused)}, lost {len(self.lost)}; "
+            f"refused {len(self.refused)}, lost {len(self.lost)}, "
+            f"repeated {sum(x.retried for x in o)}; "
             f"unexpected {len(self.problems)}"
         ]
         if "ready" in self.events:
@@ -145,11 +148,15 @@ class _Load:
 
     async def _client(self, seed: int) -> None:
         rng = random.Random(seed)
-        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S) as http:
+        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S, limits=ONE_CONNECTION) as http:
+            reused = False
             while not self._stop.is_set():
                 call = good_call(rng, participant=f"drill-{seed}")
-                out = await send(http, self.urls, call, self.oracle, also_allowed=self.allowed)
+                out = await send(
+                    http, self.urls, call, self.oracle, also_allowed=self.allowed, reused=reused
+                )
                 self.outcomes.append(out)
+                reused = out.keep_alive
                 if out.error is not None:
                     await asyncio.sleep(0.05)  # no busy loop against a closed port
 

@@ -5,10 +5,19 @@ transport error), when it was sent and answered, and ``problem``, what is wrong
 with it (None when the answer is what the call must get: for a good call the
 oracle's answer, for a bad one its 4xx as a JSON ``{"error": ...}``).
 :func:`percentiles` summarises latencies.
+
+Each client is sequential on one kept-alive connection. When that connection
+had been idle and the server closes it as the next request goes out (what a
+server that shuts down does to its idle connections: uvicorn closes them
+without reading what arrives), the request fails with no byte of answer; the
+server never read it, so, as HTTP/1.1 allows for a request the client knows is
+safe to repeat (RFC 9112 section 9.3.1; analyze has no side effect), :func:`send`
+repeats it once on a new connection and marks the outcome ``retried``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,10 +28,12 @@ import numpy as np
 from wma_local.oracle import Oracle
 from wma_local.traffic import Call
 
-__all__ = ["CLIENT_TIMEOUT_S", "Outcome", "percentiles", "send"]
+__all__ = ["CLIENT_TIMEOUT_S", "ONE_CONNECTION", "Outcome", "percentiles", "send"]
 
 # Longer than the gateway's fan-out deadline (4.5 s): a slow answer is an answer.
 CLIENT_TIMEOUT_S = 30.0
+# A client sends one request at a time on one connection (so it knows when it is reused).
+ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,8 @@ class Outcome:
     degraded: bool = False
     verdict: str | None = None
     problem: str | None = None
+    retried: bool = False  # repeated once: the idle connection it went out on was closed
+    keep_alive: bool = False  # the answer left the connection open for the next request
 
     @property
     def lost(self) -> bool:
@@ -74,20 +87,54 @@ async def send(
     oracle: Oracle,
     *,
     also_allowed: frozenset[int] = frozenset(),
+    reused: bool = False,
 ) -> Outcome:
     """Make ``call`` (``urls`` maps its target to a base URL) and judge the answer;
     ``also_allowed`` are error statuses the circumstances allow (e.g. 503 when no
-    member is up), still as a JSON error."""
+    member is up), still as a JSON error. ``reused``: the client's connection is
+    an idle kept-alive one (the previous answer's :attr:`Outcome.keep_alive`)."""
     sent = time.monotonic()
-    try:
-        response = await client.request(
-            call.method, urls[call.target] + call.path, content=call.content, headers=call.headers
-        )
-    except httpx.ConnectError as exc:
-        return Outcome(call, sent, time.monotonic(), error=type(exc).__name__, refused=True)
-    except httpx.HTTPError as exc:
-        return Outcome(call, sent, time.monotonic(), error=f"{type(exc).__name__}: {exc}")
+    retried = False
+    url = urls[call.target] + call.path
+    while True:
+        try:
+            response = await client.request(
+                call.method, url, content=call.content, headers=call.headers
+            )
+            break
+        except httpx.ConnectError as exc:
+            done = time.monotonic()
+            return Outcome(
+                call, sent, done, error=type(exc).__name__, refused=True, retried=retried
+            )
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            if reused and not retried and _no_answer(exc):
+                retried = True
+                continue
+            error = f"{type(exc).__name__}: {exc}"
+            return Outcome(call, sent, time.monotonic(), error=error, retried=retried)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            return Outcome(call, sent, time.monotonic(), error=error, retried=retried)
     done = time.monotonic()
+    outcome = _judge(call, response, oracle, also_allowed, sent, done)
+    keep_alive = response.headers.get("connection", "").lower() != "close"
+    return dataclasses.replace(outcome, retried=retried, keep_alive=keep_alive)
+
+
+def _no_answer(exc: httpx.HTTPError) -> bool:
+    """The connection ended before any byte of the answer: a reset, or a close."""
+    return isinstance(exc, httpx.ReadError) or "without sending a response" in str(exc)
+
+
+def _judge(
+    call: Call,
+    response: httpx.Response,
+    oracle: Oracle,
+    also_allowed: frozenset[int],
+    sent: float,
+    done: float,
+) -> Outcome:
     status = response.status_code
     if status == 200 and call.good:
         try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from wma_local.livestack import LiveStack
-from wma_local.load import CLIENT_TIMEOUT_S, Outcome, percentiles, send
+from wma_local.load import CLIENT_TIMEOUT_S, ONE_CONNECTION, Outcome, percentiles, send
 from wma_local.oracle import Oracle
 from wma_local.traffic import MALFORMED, Call, good_call, malformed_call
 
@@ -35,12 +35,17 @@ class SoakReport:
     elapsed_s: float
     outcomes: list[Outcome]
     rss_kib: dict[str, dict[str, int]] = field(default_factory=dict)
+    # each process's RSS after every tenth of the calls (the trend: plateau or leak)
+    rss_trend: list[dict[str, int]] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
         """Every unexpected answer (wrong status, wrong verdict, not JSON, no answer)."""
         return [o.problem or f"{o.call.kind}: no answer ({o.error})" for o in self.outcomes
-                if o.problem is not None or o.error is not None]  # fmt: skip
+                if o.problem is not None or o.error is not None] + [
+            f"{o.call.kind}: repeated, its kept-alive connection was closed"
+            for o in self.outcomes if o.retried
+        ]  # fmt: skip
 
     @property
     def good(self) -> list[Outcome]:
@@ -77,6 +82,19 @@ class SoakReport:
                     f"  {name:9s} {start / 1024:7.1f} {warm / 1024:7.1f} {end / 1024:7.1f}"
                     f"  {growth[name]:+.2f} %"
                 )
+        if self.rss_trend:
+            out.append("RSS (MiB) after each tenth of the calls:")
+            for name in self.rss_trend[0]:
+                trend = " ".join(f"{t[name] / 1024:.0f}" for t in self.rss_trend)
+                out.append(f"  {name:9s} {trend}")
+            half = self.rss_trend[len(self.rss_trend) // 2 - 1]
+            out.append(
+                "RSS growth over the second half: "
+                + ", ".join(
+                    f"{n} {100.0 * (self.rss_kib['end'][n] - k) / k:+.2f} %"
+                    for n, k in half.items()
+                )
+            )
         return out
 
 
@@ -98,21 +116,28 @@ async def _run(stack: LiveStack, plan: list[Call], clients: int, warm_at: int) -
     urls = {"gateway": stack.url} | {m: stack.member(m).url for m in stack.model_ids}
     outcomes: list[Outcome] = []
     rss = {"start": stack.rss()}
+    trend: list[dict[str, int]] = []
+    tenth = max(1, len(plan) // 10)
     queue = iter(plan)
 
     async def client() -> None:
-        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S) as http:
+        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S, limits=ONE_CONNECTION) as http:
+            reused = False
             for call in queue:
-                outcomes.append(await send(http, urls, call, oracle))
+                outcome = await send(http, urls, call, oracle, reused=reused)
+                outcomes.append(outcome)
+                reused = outcome.keep_alive
                 if len(outcomes) == warm_at:
                     rss["warm"] = stack.rss()
+                if len(outcomes) % tenth == 0:
+                    trend.append(stack.rss())
 
     start = time.monotonic()
     await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.monotonic() - start
     rss["end"] = stack.rss()
     rss.setdefault("warm", rss["start"])
-    return SoakReport(len(plan), clients, elapsed, outcomes, rss)
+    return SoakReport(len(plan), clients, elapsed, outcomes, rss, trend)
 
 
 def run_soak(
