@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -48,7 +49,12 @@ _DOC = (
 )
 
 
-async def _load(state: ServerState, given: Backend | None, executor: ThreadPoolExecutor) -> None:
+async def _load(
+    state: ServerState,
+    given: Backend | None,
+    executor: ThreadPoolExecutor,
+    decoder: ThreadPoolExecutor,
+) -> None:
     settings = state.settings
     try:
         backend: Backend = (
@@ -73,7 +79,7 @@ async def _load(state: ServerState, given: Backend | None, executor: ThreadPoolE
     )
     batcher.start()
     state.pipeline = ScoringPipeline(
-        backend, batcher, settings.frame_limits, state.metrics, settings.debug_dir
+        backend, batcher, settings.frame_limits, state.metrics, settings.debug_dir, decoder
     )
     log.info("model %s ready (%s backend)", settings.model_id, backend.kind)
 
@@ -135,7 +141,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One inference thread: forward passes are serialised, batching does the rest.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wma-infer")
-        loading = asyncio.create_task(_load(state, backend, executor))
+        # One decode job per request, on as many threads as there are cores (OpenCV
+        # releases the GIL while it decodes): requests finish in turn instead of all
+        # sharing a core slice each, as on asyncio's default pool of cpu_count + 4.
+        decoder = ThreadPoolExecutor(
+            max_workers=settings.decode_threads or os.cpu_count() or 1,
+            thread_name_prefix="wma-decode",
+        )
+        loading = asyncio.create_task(_load(state, backend, executor, decoder))
         try:
             yield
         finally:
@@ -145,6 +158,7 @@ def create_app(
             if state.pipeline is not None:
                 await state.pipeline.batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
+            decoder.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title=f"wma model server {settings.model_id}", version=__version__, lifespan=lifespan

@@ -36,6 +36,7 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--max-batch", {"type": int, "help": "frames per forward pass"}),
     ("--max-delay-ms", {"type": float, "help": "batching window"}),
     ("--max-queue-frames", {"type": int, "help": "admitted frames before 429"}),
+    ("--decode-threads", {"type": int, "help": "threads decoding frames (default: one per CPU)"}),
     ("--debug-dir", {"help": "opt-in directory where debug=true requests save frames"}),
 )
 

@@ -2,7 +2,8 @@
 
 Shared by the legacy and the OIP endpoints so both give identical probabilities
 for identical frames. CPU work (header checks, decoding, cropping, resizing) runs
-in one worker-thread call per request; scoring goes through the dynamic batcher.
+in one worker-thread call per request, on the app's decode pool (one thread per
+CPU); scoring goes through the dynamic batcher.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -65,12 +67,14 @@ class ScoringPipeline:
         limits: FrameLimits,
         metrics: ServerMetrics,
         debug_dir: Path | None,
+        decoder: Executor | None = None,
     ) -> None:
         self.backend = backend
         self.batcher = batcher
         self.limits = limits
         self.metrics = metrics
         self.debug_dir = debug_dir
+        self.decoder = decoder  # None: asyncio's default pool
 
     async def score_encoded(
         self, frames: Sequence[bytes], *, recrop: bool, debug: bool
@@ -93,7 +97,8 @@ class ScoringPipeline:
 
     async def _score(self, count: int, prepare: Callable[[], _Prepared]) -> FrameScores:
         with self.batcher.admission(count) as admission:  # 429 before any decoding
-            prepared, statuses = await asyncio.to_thread(prepare)
+            loop = asyncio.get_running_loop()
+            prepared, statuses = await loop.run_in_executor(self.decoder, prepare)
             probs = np.full(count, UNSCORED, dtype=np.float32)
             ok = [i for i, s in enumerate(statuses) if s == OK]
             if ok:

@@ -43,6 +43,9 @@ class ModelServerSettings(BaseSettings):
     # busy share the next one. > 0: an idle model also waits up to this long for more.
     max_delay_ms: float = Field(0.0, ge=0.0, le=1000.0)
     max_queue_frames: int = Field(256, ge=1)
+    decode_threads: int | None = Field(
+        None, ge=1, le=256, description="threads decoding frames (default: one per CPU)"
+    )
 
     # Defaults live in FrameLimits only (the gateway uses the same ones).
     max_files: int = Field(default=_LIMITS.max_files, ge=1)
