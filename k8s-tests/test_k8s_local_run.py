@@ -10,7 +10,11 @@ in args and env. Services are mapped to loopback:
     cluster DNS URL ``http://<service>.<namespace>.svc:<port>`` is rewritten to
     ``http://127.0.0.1:<free port>`` in the rendered ConfigMaps, and the
     process behind the Service gets ``--host 127.0.0.1 --port <free port>``
-    instead of the rendered ``--host 0.0.0.0 --port <containerPort>``.
+    instead of the rendered ``--host 0.0.0.0 --port <containerPort>``. A
+    headless Service's (the gateway's ``discover``) name
+    ``dns://<service>.<namespace>.svc.cluster.local:<port>`` becomes
+    ``dns://127.0.0.1:<free port>`` of the same pod (the name 127.0.0.1
+    resolves to itself).
 
 Nothing else is changed, so a wrong endpoint, port, path, bundle or sha256 in
 the chart fails here, not only in a cluster. The images' Docker HEALTHCHECK
@@ -164,13 +168,22 @@ def local_release(
     # REWRITE (see the module docstring): Service DNS URL -> 127.0.0.1:<free port>.
     service_ports: dict[str, int] = {}
     rewrites: dict[str, str] = {}
-    for service in manifests.of_kind("Service"):
+    services = [s for s in manifests.of_kind("Service") if s["spec"].get("clusterIP") != "None"]
+    for service in services:
         name = service["metadata"]["name"]
         port = free_port()
         service_ports[name] = port
         for service_port in service["spec"]["ports"]:
             url = f"http://{name}.{NAMESPACE}.svc:{service_port['port']}"
             rewrites[url] = f"http://127.0.0.1:{port}"
+    for headless in manifests.of_kind("Service"):
+        if headless["spec"].get("clusterIP") != "None":
+            continue
+        (service,) = [s for s in services if s["spec"]["selector"] == headless["spec"]["selector"]]
+        port = service_ports[service["metadata"]["name"]]
+        for service_port in headless["spec"]["ports"]:
+            name = f"{headless['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+            rewrites[f"dns://{name}:{service_port['port']}"] = f"dns://127.0.0.1:{port}"
     configmaps: dict[str, dict[str, str]] = {}
     for cm in manifests.of_kind("ConfigMap"):
         data = dict(cm["data"])
@@ -183,11 +196,7 @@ def local_release(
     pods: dict[str, LocalPod] = {}
     for deployment in manifests.of_kind("Deployment"):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        (service,) = [
-            s
-            for s in manifests.of_kind("Service")
-            if s["spec"]["selector"].items() <= labels.items()
-        ]
+        (service,) = [s for s in services if s["spec"]["selector"].items() <= labels.items()]
         pods[deployment["metadata"]["name"]] = LocalPod(
             deployment, configmaps, tmp_path, service_ports[service["metadata"]["name"]]
         )

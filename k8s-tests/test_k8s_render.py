@@ -90,7 +90,8 @@ def test_one_deployment_service_and_pdb_per_model(render: RenderFn, name: str) -
     ids = {d["metadata"]["labels"]["wma.io/model-id"] for d in deployments}
     assert ids == set(MODEL_IDS)
     services = {s["metadata"]["name"] for s in manifests.component("Service", "model-server")}
-    assert services == {f"{FULLNAME}-model-{m}" for m in MODEL_IDS}
+    # the ClusterIP Service and the headless one the gateway discovers the pods by
+    assert services == {f"{FULLNAME}-model-{m}{s}" for m in MODEL_IDS for s in ("", "-pods")}
     for model_id in MODEL_IDS:
         args = _model_deployment(manifests, model_id)["spec"]["template"]["spec"]["containers"][0][
             "args"
@@ -194,12 +195,13 @@ def test_checkpoint_delivery_by_pvc_image_and_object_store(render: RenderFn) -> 
     assert main_mount["readOnly"] is True
 
 
-def test_gateway_config_lists_every_model_by_service_dns(render: RenderFn) -> None:
+def test_gateway_config_discovers_every_model_by_its_headless_service(render: RenderFn) -> None:
     config = render(PRODUCTION_VALUES).gateway_config()
     assert [m["id"] for m in config["models"]] == list(MODEL_IDS)
     for entry in config["models"]:
         assert entry["aggregator"] == MODEL_IDS[entry["id"]]
-        assert entry["endpoint"] == (f"http://{FULLNAME}-model-{entry['id']}.{NAMESPACE}.svc:8000")
+        headless = f"{FULLNAME}-model-{entry['id']}-pods"
+        assert entry["discover"] == f"dns://{headless}.{NAMESPACE}.svc.cluster.local:8000"
         assert entry["protocol"] == "oip" and entry["timeout_s"] == 4
     assert config["calibrators"]["path"] == "calibrators/bundle.json"
 

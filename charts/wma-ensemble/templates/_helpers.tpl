@@ -102,6 +102,11 @@ securityContext:
 {{- printf "%s-model-%s" (include "wma.fullname" .root) .id | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The model's headless Service: one DNS address per ready pod, for the gateway's discovery. */}}
+{{- define "wma.modelHeadlessName" -}}
+{{- printf "%s-pods" (include "wma.modelServiceName" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* Gateway track resource name: stable -> <fullname>-gateway, canary -> <fullname>-gateway-canary. */}}
 {{- define "wma.gatewayName" -}}
 {{- if eq .track "stable" -}}
@@ -324,7 +329,8 @@ relative to the config file, so the same file works wherever it is mounted.
 {{- range $entry := $root.Values.models -}}
 {{- $m := include "wma.model" (dict "root" $root "entry" $entry) | fromYaml -}}
 {{- $svc := include "wma.modelServiceName" (dict "root" $root "id" $m.id) -}}
-{{- $model := dict "id" $m.id "endpoint" (printf "http://%s.%s.svc:%v" $svc $root.Release.Namespace $m.port) "protocol" $m.protocol "timeout_s" (float64 $m.timeoutS) -}}
+{{- $headless := include "wma.modelHeadlessName" (dict "root" $root "id" $m.id) -}}
+{{- $model := dict "id" $m.id "discover" (printf "dns://%s.%s.svc.%s:%v" $headless $root.Release.Namespace $root.Values.clusterDomain $m.port) "protocol" $m.protocol "timeout_s" (float64 $m.timeoutS) -}}
 {{- if $m.aggregator -}}{{- $_ := set $model "aggregator" $m.aggregator -}}{{- end -}}
 {{- $models = append $models $model -}}
 {{- end -}}
