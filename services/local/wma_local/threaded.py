@@ -13,7 +13,7 @@ import time
 
 import uvicorn
 from fastapi import FastAPI
-from wma_wire import serving
+from wma_wire.serving import HTTP, LOOP
 
 
 class StackError(RuntimeError):
@@ -42,8 +42,8 @@ class GatewayThread:
             log_config=None,
             log_level="warning",
             timeout_graceful_shutdown=5,
-            loop=serving.LOOP,
-            http=serving.HTTP,
+            loop=LOOP,
+            http=HTTP,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(
