@@ -347,25 +347,18 @@ def hostile_cases(service: str, *, model_id: str = "m1") -> Iterator[HostileCase
         ),
     ]
     if service == "gateway":
-        form_cases += [
-            (
-                "participant_id of 5000 bytes",
-                _multipart(),
-                _form([(*frame, ok_png), ("participant_id", None, None, b"p" * 5000)]),
-                {400},
-            ),
-            (
-                "participant_id with a newline",
-                _multipart(),
-                _form([(*frame, ok_png), ("participant_id", None, None, b"p\n")]),
-                {400},
-            ),
-        ]
-        path_no_id = "/v1/analyze"
+        bare = "/v1/analyze"  # participant_id only where each case puts it
+        for name, pid, where in [
+            ("participant_id of 5000 bytes", b"p" * 5000, bare),
+            ("participant_id with a newline", b"p\n", bare),
+            ("participant_id in the form and the query", b"p", path),
+        ]:
+            body = _form([(*frame, ok_png), ("participant_id", None, None, pid)])
+            yield HostileCase(name, "POST", where, _multipart(), body, frozenset({400}))
         yield HostileCase(
             "no participant_id",
             "POST",
-            path_no_id,
+            bare,
             _multipart(),
             _form([(*frame, ok_png)]),
             frozenset({400}),

@@ -111,6 +111,18 @@ async def test_a_repeated_id_field_is_ambiguous(client: httpx.AsyncClient, field
     assert f"'{field}' is given 2 times" in query.json()["error"]
 
 
+@pytest.mark.parametrize("field", ["participant_id", "meeting_id"])
+async def test_an_id_in_the_form_and_in_the_query_is_ambiguous(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    # one of them would go unchecked (found by schemathesis: a bad query value was ignored)
+    files = [("files", ("f.png", FRAME, "image/png"))]
+    data = {"participant_id": "p1", field: "a"}
+    response = await client.post(f"/v1/analyze?{field}=b%0A", data=data, files=files)
+    assert response.status_code == 400
+    assert f"'{field}' is given in the form and in the query" in response.json()["error"]
+
+
 async def test_far_too_many_form_parts_is_a_413_naming_max_files(client: httpx.AsyncClient) -> None:
     field = b'--XX\r\nContent-Disposition: form-data; name="x"\r\n\r\ny\r\n'
     response = await post_raw(client, PID_PART + field * 100 + FILE_PART + b"--XX--")

@@ -36,7 +36,8 @@ class AnalyzeInput:
 
 
 def _text_field(parts: list[FormPart], request: Request, name: str) -> str | None:
-    """The field from the form, else from the query; given twice is ambiguous (400)."""
+    """The field from the form or from the query; given twice, or in both, is
+    ambiguous (400)."""
     values = []
     for part in parts:
         part_name, is_file = part.disposition()
@@ -49,6 +50,8 @@ def _text_field(parts: list[FormPart], request: Request, name: str) -> str | Non
     queried = request.query_params.getlist(name)
     if len(queried) > 1:
         raise InputError(f"query parameter '{name}' is given {len(queried)} times; send it once")
+    if values and queried:  # which one is meant? (and the other would go unchecked)
+        raise InputError(f"'{name}' is given in the form and in the query; send it once")
     return values[0] if values else (queried[0] if queried else None)
 
 
