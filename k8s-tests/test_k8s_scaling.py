@@ -79,7 +79,7 @@ def test_autoscaling_on_gives_one_keda_scaler_per_model_on_its_queue(render: Ren
         assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
         query = trigger["metadata"]["query"]
         assert query == f'sum(wma_ms_queue_frames{{namespace="{NAMESPACE}",service="{name}"}})'
-        assert trigger["metadata"]["threshold"] == "16"
+        assert trigger["metadata"]["threshold"] == "32"
         assert "cpu" not in str(spec).lower()
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
         assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
@@ -118,7 +118,7 @@ def test_the_hpa_alternative_scales_on_a_pods_metric(render: RenderFn) -> None:
         (metric,) = hpa["spec"]["metrics"]
         assert metric["type"] == "Pods"
         assert metric["pods"]["metric"]["name"] == "wma_ms_queue_frames"
-        assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "16"}
+        assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "32"}
         assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
 
 
