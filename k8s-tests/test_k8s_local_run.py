@@ -23,6 +23,7 @@ commands are run against these processes too.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,10 @@ class LocalPod:
         configmaps: dict[str, dict[str, str]],
         root: Path,
         port: int,
+        secrets: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.name: str = deployment["metadata"]["name"]
+        self.secrets = secrets or {}  # name -> key -> decoded value (the rendered Secrets)
         spec = deployment["spec"]["template"]["spec"]
         container = spec["containers"][0]
         self.home = root / self.name
@@ -114,6 +118,9 @@ class LocalPod:
         for entry in entries:
             if "value" in entry:
                 value = str(entry["value"])
+            elif "secretKeyRef" in entry["valueFrom"]:
+                ref = entry["valueFrom"]["secretKeyRef"]
+                value = self.secrets[ref["name"]][ref["key"]]
             else:
                 field_path = entry["valueFrom"]["fieldRef"]["fieldPath"]
                 assert field_path == "metadata.name", field_path
@@ -163,8 +170,19 @@ def _wait_ok(pod: LocalPod, url: str, timeout_s: float = 60.0) -> None:
 def local_release(
     render: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    tmp_path = tmp_path_factory.mktemp("chart-local-run")
-    manifests = render(KIND_VALUES)
+    with _release(render, tmp_path_factory.mktemp("chart-local-run")) as release:
+        yield release
+
+
+@contextmanager
+def _release(
+    render: Callable[..., Any], tmp_path: Path, overrides: dict[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    manifests = render(KIND_VALUES, overrides=overrides)
+    secrets = {
+        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        for s in manifests.of_kind("Secret")
+    }
     # REWRITE (see the module docstring): Service DNS URL -> 127.0.0.1:<free port>.
     service_ports: dict[str, int] = {}
     rewrites: dict[str, str] = {}
@@ -198,7 +216,7 @@ def local_release(
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         (service,) = [s for s in services if s["spec"]["selector"].items() <= labels.items()]
         pods[deployment["metadata"]["name"]] = LocalPod(
-            deployment, configmaps, tmp_path, service_ports[service["metadata"]["name"]]
+            deployment, configmaps, tmp_path, service_ports[service["metadata"]["name"]], secrets
         )
     models = [p for p in pods.values() if "model-server" in p.argv]
     gateways = [p for p in pods.values() if "gateway" in p.argv]
@@ -287,6 +305,30 @@ def test_rendered_model_servers_answer_the_legacy_api(local_release: dict[str, A
         )
         assert response.status_code == 200, response.text
         assert response.json()["probs"] == pytest.approx([GREY / 255], abs=1e-6)
+
+
+def test_rendered_release_with_tokens_serves_only_callers_with_the_token(
+    render: Callable[..., Any], tmp_path: Path
+) -> None:
+    # auth.* as values: the chart's Secret, read by secretKeyRef into every pod's env
+    overrides = {
+        "auth": {
+            "gateway": {"enabled": True, "token": "chart-gateway-token"},
+            "members": {"enabled": True, "token": "chart-members-token"},
+        }
+    }
+    files = [("files", ("f.png", grey_frame(GREY, size=48), "image/png"))]
+    with _release(render, tmp_path, overrides) as release:
+        url = release["gateway_url"] + "/v1/analyze"
+        refused = httpx.post(url, data={"participant_id": "p"}, files=files, timeout=30.0)
+        assert refused.status_code == 401, refused.text
+        auth = {"Authorization": "Bearer chart-gateway-token"}
+        r = httpx.post(url, headers=auth, data={"participant_id": "p"}, files=files, timeout=30)
+        assert r.status_code == 200, r.text
+        assert {m["status"] for m in r.json()["models"].values()} == {"ok"}  # members: token
+        member = next(p for p in release["pods"].values() if "model-server" in p.argv)
+        port = member.argv[member.argv.index("--port") + 1]
+        assert httpx.get(f"http://127.0.0.1:{port}/v2").status_code == 401
 
 
 def _healthcheck_argv(dockerfile: Path) -> list[str]:

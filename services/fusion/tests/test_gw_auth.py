@@ -155,3 +155,42 @@ def test_an_unreadable_token_file_refuses_the_start_naming_the_variable(
         create_app(config, env={"WMA_GATEWAY_TOKEN_FILE": str(tmp_path / "absent")})
     assert caught.value.field == "WMA_GATEWAY_TOKEN_FILE"
     assert "cannot read" in caught.value.problem
+
+
+@pytest.mark.anyio
+async def test_each_replica_and_the_legacy_model_get_their_own_token(
+    tmp_path: Path, write_config: WriteConfig
+) -> None:
+    seen: dict[str, str | None] = {}
+
+    def member(request: httpx.Request) -> httpx.Response:
+        seen[request.url.host] = request.headers.get("authorization")
+        return httpx.Response(200, json={"ready": True})
+
+    bundle = tmp_path / "bundle.json"
+    write_synthetic_bundle(bundle, IDS)
+    models = [
+        {"id": IDS[0], "endpoints": ["http://a1:8000", "http://a2:8000"]},
+        {"id": IDS[1], "endpoint": "http://b:8000"},
+    ]
+    rollout = {"mode": "shadow", "legacy": {"endpoint": "http://legacy:9000"}}
+    config = write_config(tmp_path / "gw.yaml", models, bundle, rollout=rollout)
+    env = {
+        "WMA_MS_TOKEN": "shared-token",
+        "WMA_MS_TOKEN_1MJGO9W1": "own-token",
+        "WMA_LEGACY_TOKEN": "legacy-token",
+    }
+    app = create_app(config, env=env, transport=httpx.MockTransport(member))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            r = await client.get("/readyz")  # probes every replica and the legacy model
+    assert r.status_code == 200, r.text
+    assert seen == {
+        "a1": "Bearer shared-token",
+        "a2": "Bearer shared-token",
+        "b": "Bearer own-token",
+        "legacy": "Bearer legacy-token",
+    }
+    for token in env.values():
+        assert token not in r.text
