@@ -17,6 +17,7 @@ from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import GatewayConfig, parse_config
 from wma_fusion.errors import ConfigError
 from wma_fusion.replicas import Replica, ReplicaSet, resolve_addresses
+from wma_fusion.state import RuntimeState, breakers_of, build_state, replica_sets_of
 from wma_local.samples import grey_frame, write_synthetic_bundle
 
 MEMBER = "9rfa62j1"
@@ -159,3 +160,27 @@ async def test_a_4xx_is_not_retried(
         response = await analyze_frames(client, [grey_frame(50)], participant_id="p")
     assert response.status_code == 503
     assert members.calls == 1  # a refusal of the request itself: no second replica asked
+
+
+def test_a_reload_keeps_a_members_replicas_while_their_source_holds(tmp_path: Path) -> None:
+    write_synthetic_bundle(tmp_path / "bundle.json", [MEMBER])
+
+    def state_with(entry: dict[str, Any], previous: RuntimeState | None = None) -> RuntimeState:
+        doc = {"models": [{"id": MEMBER, **entry}], "calibrators": {"path": "bundle.json"}}
+        config = parse_config(yaml.safe_dump(doc), base_dir=tmp_path, env={})
+        if previous is None:
+            return build_state(config)
+        return build_state(config, b"", breakers_of(previous), replica_sets_of(previous))
+
+    first = state_with({"endpoints": ["http://a:1", "http://b:1"]})
+    again = state_with({"endpoints": ["http://a:1", "http://b:1"], "timeout_s": 2.0}, first)
+    assert again.members[0].replicas is first.members[0].replicas
+    moved = state_with({"endpoints": ["http://a:1", "http://c:1"]}, again)
+    old, new = first.members[0].replicas.replicas, moved.members[0].replicas.replicas
+    assert new[0].breaker is old[0].breaker  # a:1 stays, with its breaker
+    assert new[1].breaker is not old[1].breaker
+    found = state_with({"discover": "dns://models.test:1"}, moved)
+    assert found.members[0].replicas.replicas == []  # nothing resolved yet
+    found.members[0].replicas.update(["http://10.0.0.1:1"])
+    kept = state_with({"discover": "dns://models.test:1", "timeout_s": 1.0}, found)
+    assert [r.url for r in kept.members[0].replicas.replicas] == ["http://10.0.0.1:1"]
