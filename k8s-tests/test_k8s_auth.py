@@ -132,3 +132,15 @@ def test_the_notes_say_to_send_the_token_only_when_the_door_has_one(render: Rend
     off = render(KIND_VALUES).templates
     assert any(notes in t for n, t in on.items() if n.endswith("NOTES.txt"))
     assert not any(notes in t for n, t in off.items() if n.endswith("NOTES.txt"))
+
+
+def test_with_auth_on_every_object_validates_against_the_kubernetes_schema(
+    render: RenderFn,
+) -> None:
+    import kubernetes_validate
+
+    manifests = render(KIND_VALUES, overrides=ON)
+    for obj in manifests.objects:
+        if obj["kind"] in {"HTTPRoute", "ServiceMonitor"}:  # custom resources
+            continue
+        kubernetes_validate.validate(obj, "1.31.0", strict=True)
