@@ -56,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         reports = run_drills(
             stack, names, clients=args.clients, sigterm_clients=args.sigterm_clients
         )
-    for report in reports:
-        print("\n".join(report.lines()))
-        recovery = report.recovery_s()
-        slow = "ready" in report.events and (recovery is None or recovery > RECOVERY_GOAL_S)
-        failed = failed or bool(report.problems) or slow
+        for report in reports:
+            print("\n".join(report.lines()), flush=True)
+            recovery = report.recovery_s()
+            slow = "ready" in report.events and (recovery is None or recovery > RECOVERY_GOAL_S)
+            failed = failed or bool(report.problems) or slow
+        if failed:
+            stack.keep_logs = True
+            print(f"logs and the gateway config kept in {stack.workdir}")
     return 1 if failed else 0
 
 

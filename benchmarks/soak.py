@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     with LiveStack() as stack:
         report = run_soak(stack, args.calls, args.clients, args.bad_fraction, args.seed)
-    print("\n".join(report.lines()))
+        print("\n".join(report.lines()))
+        if report.problems:
+            stack.keep_logs = True
+            print(f"logs and the gateway config kept in {stack.workdir}")
     return 1 if report.problems else 0
 
 

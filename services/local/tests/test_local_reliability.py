@@ -29,7 +29,7 @@ def stack() -> Iterator[LiveStack]:
 
 def drill(stack: LiveStack, name: str) -> DrillReport:
     (report,) = run_drills(stack, (name,), clients=3, sigterm_clients=8, timings=SHORT)
-    assert report.problems == [], "\n".join(report.lines())
+    assert report.problems == [], "\n".join(report.lines()) + "\n" + stack.log_tails()
     assert report.lost == []
     return report
 

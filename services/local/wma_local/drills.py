@@ -121,7 +121,11 @@ class DrillReport:
         if "ready" in self.events:
             rec = self.recovery_s()
             shown = "never" if rec is None else f"{rec:.2f} s"
-            out.append(f"  complete answers {shown} after ready (goal {RECOVERY_GOAL_S:g} s)")
+            start = self.events["ready"] - self.events.get("restart", self.events["ready"])
+            out.append(
+                f"  ready {start:.2f} s after the restart (or SIGCONT); complete answers "
+                f"{shown} after ready (goal {RECOVERY_GOAL_S:g} s)"
+            )
         if "sigterm" in self.events:
             flight = self.in_flight_at_sigterm
             answered = sum(x.status == 200 and x.problem is None for x in flight)
@@ -195,6 +199,7 @@ async def _kill(stack: LiveStack, t: Timings, member: str, clients: int) -> Dril
         _mark(report, "fault")
         await asyncio.to_thread(stack.kill, member)
         await asyncio.sleep(t.down_s)
+        _mark(report, "restart")
         stack.restart(member)
         await asyncio.to_thread(stack.wait_member_ready, member)
         _mark(report, "ready")
@@ -210,6 +215,7 @@ async def _hang(stack: LiveStack, t: Timings, member: str, clients: int) -> Dril
         _mark(report, "fault")
         stack.pause(member)
         await asyncio.sleep(hang_s)
+        _mark(report, "restart")
         stack.resume(member)
         await asyncio.to_thread(stack.wait_member_ready, member)
         _mark(report, "ready")
@@ -224,6 +230,7 @@ async def _all_down(stack: LiveStack, t: Timings, clients: int) -> DrillReport:
         for mid in stack.model_ids:
             await asyncio.to_thread(stack.kill, mid)
         await asyncio.sleep(t.down_s)
+        _mark(report, "restart")
         for mid in stack.model_ids:
             stack.restart(mid)
         for mid in stack.model_ids:

@@ -11,6 +11,7 @@ the gateway, and read each process's resident memory from ``/proc``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,8 +66,8 @@ class LiveStack:
         self.bundle: CalibratorBundle = load_bundle(bundle_path)
         self.member_timeout_s = member_timeout_s
         self.startup_timeout = startup_timeout
-        self._tmp = tempfile.TemporaryDirectory(prefix="wma-live-")
-        self.workdir = Path(self._tmp.name)
+        self.workdir = Path(tempfile.mkdtemp(prefix="wma-live-"))
+        self.keep_logs = False
         self.members = LocalStack(
             model_ids,
             bundle_path=bundle_path,
@@ -104,13 +105,21 @@ class LiveStack:
         self.close()
 
     def close(self) -> None:
+        """Stop every process; the logs go too unless :attr:`keep_logs` (set it to look
+        into a failed run: the logs and the config stay in :attr:`workdir`)."""
         if self.gateway is not None:
             self.gateway.stop()
         for mid in self.model_ids:
             if mid in self.members.models:
                 self.resume(mid)  # a stopped process cannot act on SIGTERM
         self.members.stop()
-        self._tmp.cleanup()
+        if not self.keep_logs:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tails(self, n: int = 1500) -> str:
+        """The end of each process's log (for a failure message)."""
+        logs = sorted(self.workdir.glob("*.log"))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-n:]}" for p in logs)
 
     def _write_config(self) -> Path:
         models: list[dict[str, object]] = []
