@@ -134,6 +134,22 @@ def fuzz_openapi(
     return report
 
 
+def check_documented(
+    base_url: str,
+    method: str,
+    path: str,
+    response: httpx.Response,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Raise (schemathesis's failure group) unless ``response`` to ``method path`` is
+    what the document declares: status, content type and body schema."""
+    schema = schemathesis.openapi.from_url(
+        f"{base_url}/openapi.json", headers=dict(headers or {}), config=CONFIG
+    )
+    response.request.read()  # a multipart body is a stream until read
+    schema[path][method.upper()].validate_response(response)
+
+
 def _modes(operation: Any) -> list[GenerationMode]:
     """Valid requests always; invalid ones where there is something to make invalid
     (a body, a query or header parameter: any string is a valid path parameter)."""

@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fuzzing import fuzz_openapi, hostile_cases, run_hostile
+from fuzzing import check_documented, fuzz_openapi, hostile_cases, run_hostile
 from gateway_harness import WriteConfig, post_frames
+from schemathesis.core.failures import FailureGroup
 from wma_fusion.app import create_app
 from wma_local.samples import grey_frame, write_synthetic_bundle
 from wma_local.threaded import GatewayThread
@@ -86,9 +87,19 @@ def test_the_document_lists_the_statuses_the_routes_answer(gateway: tuple[str, A
 
 def test_the_documented_answer_is_the_one_analyze_gives(gateway: tuple[str, Any]) -> None:
     url, _ = gateway
-    r = post_frames(url, [grey_frame(40)], participant_id="p1")
+    r = post_frames(url, [grey_frame(40)], participant_id="p1", meeting_id="m1")
     assert r.status_code == 200, r.text
-    assert httpx.get(f"{url}/metrics").headers["content-type"].startswith("text/plain")
+    check_documented(url, "POST", "/v1/analyze", r)  # the 200 body's schema
+    refused = post_frames(url, [b"not an image"], participant_id="p1")
+    assert refused.status_code == 415
+    check_documented(url, "POST", "/v1/analyze", refused)
+    for path in ("/livez", "/readyz", "/metrics"):
+        check_documented(url, "GET", path, httpx.get(f"{url}{path}"))
+    undocumented = httpx.Response(200, json={"verdict": "MAYBE"}, request=r.request)
+    undocumented.elapsed = r.elapsed
+    with pytest.raises(FailureGroup) as caught:  # the check can fail
+        check_documented(url, "POST", "/v1/analyze", undocumented)
+    assert "MAYBE" in str(caught.value.exceptions)
 
 
 def test_schemathesis_finds_no_5xx_and_no_answer_the_document_leaves_out(

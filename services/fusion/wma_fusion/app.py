@@ -28,8 +28,15 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from wma_core import Banner, Verdict
 from wma_wire.auth import BearerAuth
-from wma_wire.openapi import error_responses, install_openapi, multipart_body, text_response
+from wma_wire.openapi import (
+    error_responses,
+    install_openapi,
+    json_response,
+    multipart_body,
+    text_response,
+)
 from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
 
@@ -39,6 +46,8 @@ from wma_fusion.health import readiness
 from wma_fusion.inputs import read_analyze_request
 from wma_fusion.recovery import BreakerRecovery
 from wma_fusion.replicas import ReplicaDiscovery, ReplicaSet, Resolver, resolve_addresses
+from wma_fusion.rollout.config import RolloutMode
+from wma_fusion.rollout.router import ServedBy
 from wma_fusion.rollout.serve import RolloutRuntime, serve_analyze
 from wma_fusion.state import RuntimeState, StateHolder, load_state
 from wma_fusion.telemetry import Metrics, make_tracer_provider
@@ -67,6 +76,35 @@ _ANALYZE_BODY["parameters"] = [
     {"name": name, "in": "query", "required": False, "schema": _ID}
     for name in ("participant_id", "meeting_id")
 ]
+# The fields every answer has, whichever path served (more may be added, never removed).
+_ANALYZE_REPLY = json_response(
+    "the fused verdict and banner; 'models' holds each member's status and scores",
+    {
+        "type": "object",
+        "required": [
+            "participant_id",
+            "verdict",
+            "banner",
+            "degraded",
+            "num_frames",
+            "latency_ms",
+            "mode",
+            "served_by",
+        ],
+        "properties": {
+            "participant_id": _ID,
+            "meeting_id": _ID,
+            "verdict": {"type": "string", "enum": [v.value for v in Verdict]},
+            "banner": {"type": "string", "enum": [b.value for b in Banner]},
+            "degraded": {"type": "boolean"},
+            "num_frames": {"type": "integer", "minimum": 1},
+            "latency_ms": {"type": "number", "minimum": 0},
+            "mode": {"type": "string", "enum": [m.value for m in RolloutMode]},
+            "served_by": {"type": "string", "enum": [s.value for s in ServedBy]},
+            "models": {"type": "object"},
+        },
+    },
+)
 _ANALYZE_ERRORS = error_responses(
     400,
     413,
@@ -212,7 +250,11 @@ def create_app(
     if door is not None:  # WMA_GATEWAY_TOKEN: checked before the body is read
         app.add_middleware(BearerAuth, token=door, open_paths=OPEN_PATHS, logger=log)
 
-    @app.post("/v1/analyze", responses=_ANALYZE_ERRORS, openapi_extra=_ANALYZE_BODY)
+    @app.post(
+        "/v1/analyze",
+        responses={**_ANALYZE_REPLY, **_ANALYZE_ERRORS},
+        openapi_extra=_ANALYZE_BODY,
+    )
     async def analyze(request: Request, gw: GatewayDep) -> JSONResponse:
         start = time.monotonic()
         state = gw.holder.state  # once: a reload mid-request must not mix two states

@@ -3,13 +3,14 @@ schemathesis finds nothing it leaves out (a real uvicorn, bounded examples)."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from fuzzing import fuzz_openapi, hostile_cases, run_hostile
+from fuzzing import check_documented, fuzz_openapi, hostile_cases, png, run_hostile
 from wma_local.threaded import GatewayThread
 from wma_model_server.app import create_app
 from wma_model_server.settings import ModelServerSettings
@@ -70,10 +71,25 @@ def test_the_document_lists_the_statuses_the_routes_answer(server: tuple[str, An
     assert "securitySchemes" not in doc["components"]  # no token: no 401 either
 
 
-def test_what_the_metrics_route_declares_is_what_it_sends(server: tuple[str, Any]) -> None:
+def test_real_answers_are_what_the_document_declares(server: tuple[str, Any]) -> None:
     url, _ = server
     r = httpx.get(f"{url}/metrics")
     assert r.headers["content-type"].startswith("text/plain")
+    check_documented(url, "GET", "/metrics", r)
+    frames = [("files", (f"f{i}.png", png(8, 8), "image/png")) for i in range(3)]
+    batch = httpx.post(f"{url}/check_frame_batch", files=frames)
+    assert batch.status_code == 200 and len(batch.json()["probs"]) == 3
+    check_documented(url, "POST", "/check_frame_batch", batch)
+    single = httpx.post(f"{url}/check_frame?recrop=false", files={"file": ("f.png", png(8, 8))})
+    assert single.status_code == 200, single.text
+    check_documented(url, "POST", "/check_frame", single)
+    image = base64.b64encode(png(8, 8)).decode()
+    body = {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": [image]}]}
+    infer = httpx.post(f"{url}/v2/models/m1/infer", json=body)
+    assert infer.status_code == 200 and infer.json()["model_name"] == "m1"
+    check_documented(url, "POST", "/v2/models/{model_id}/infer", infer)
+    for path in ("/ping", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/m1"):
+        check_documented(url, "GET", path.replace("/m1", "/{model_id}"), httpx.get(url + path))
 
 
 def test_schemathesis_finds_no_5xx_and_no_answer_the_document_leaves_out(

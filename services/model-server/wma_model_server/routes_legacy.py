@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from wma_wire.legacy_form import BATCH_FIELD, SINGLE_FIELD, parse_frame_parts
-from wma_wire.openapi import error_responses, multipart_body
+from wma_wire.openapi import error_responses, json_response, multipart_body
 from wma_wire.protocol import FRAME_STATUSES
 
 from wma_model_server.exceptions import BadRequestError
@@ -33,6 +33,30 @@ _IMAGE = {"type": "string", "format": "binary", "description": "a JPEG or PNG im
 _PART_TYPES = "image/jpeg, image/png"  # also accepted: application/octet-stream, none
 # 400 also for a query parameter out of range; 500 when the model's answer is unusable
 _SCORING_ERRORS = error_responses(400, 413, 415, 429, 500, 503)
+_PROB = {"type": "number", "minimum": 0.0, "maximum": 1.0}
+_LABEL = {"type": "string", "enum": ["FAKE", "REAL"]}
+_BATCH_REPLY = json_response(
+    "per-frame fake probabilities of the frames scored (undecodable or faceless ones left out)",
+    {
+        "type": "object",
+        "required": ["pred_label", "confidence", "probs", "num_frames", "num_scored"],
+        "properties": {
+            "pred_label": _LABEL,
+            "confidence": _PROB,
+            "probs": {"type": "array", "items": _PROB},
+            "num_frames": {"type": "integer", "minimum": 0},
+            "num_scored": {"type": "integer", "minimum": 0},
+        },
+    },
+)
+_SINGLE_REPLY = json_response(
+    "the image's fake probability",
+    {
+        "type": "object",
+        "required": ["pred_label", "fake_prob"],
+        "properties": {"pred_label": _LABEL, "fake_prob": _PROB},
+    },
+)
 
 
 def label(prob: float, threshold: float) -> str:
@@ -56,7 +80,7 @@ async def ping() -> dict[str, str]:
 
 @router.post(
     "/check_frame_batch",
-    responses=_SCORING_ERRORS,
+    responses={**_BATCH_REPLY, **_SCORING_ERRORS},
     openapi_extra=multipart_body(
         {BATCH_FIELD: {"type": "array", "items": _IMAGE}}, [BATCH_FIELD], {BATCH_FIELD: _PART_TYPES}
     ),
@@ -89,7 +113,7 @@ async def check_frame_batch(
 
 @router.post(
     "/check_frame",
-    responses=_SCORING_ERRORS,
+    responses={**_SINGLE_REPLY, **_SCORING_ERRORS},
     openapi_extra=multipart_body(
         {SINGLE_FIELD: _IMAGE}, [SINGLE_FIELD], {SINGLE_FIELD: _PART_TYPES}
     ),

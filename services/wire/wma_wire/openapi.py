@@ -22,6 +22,7 @@ __all__ = [
     "ErrorBody",
     "error_responses",
     "install_openapi",
+    "json_response",
     "multipart_body",
     "text_response",
 ]
@@ -62,6 +63,11 @@ def error_responses(*statuses: int, **meanings: str) -> dict[int | str, dict[str
     """``responses=`` for a route: each status with the :class:`ErrorBody` schema;
     ``meanings`` (``s503="..."``) replace a status's generic description."""
     return {s: _error(s, meanings.get(f"s{s}")) for s in statuses}
+
+
+def json_response(description: str, schema: Mapping[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a JSON 200 whose body FastAPI cannot infer (a plain dict)."""
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
 def text_response(description: str) -> dict[int | str, dict[str, Any]]:
