@@ -6,14 +6,16 @@ Starts two mock model servers (``wma model-server``) and a gateway over them
 model server and on the gateway (``--examples`` per operation and mode), the
 hostile multipart and OIP cases on each (every one on one kept-alive connection,
 followed by a probe on that same connection), and all of it again with tokens on
-(``WMA_GATEWAY_TOKEN``, ``WMA_MS_TOKEN``). Prints what was sent and every failure;
-exit status 1 when anything failed. The cases live in ``tests_support/fuzzing.py``.
+(``WMA_GATEWAY_TOKEN``, ``WMA_MS_TOKEN``). A traceback or an ERROR line in any
+server's log is a failure too. Prints what was sent and every failure; exit status
+1 when anything failed. The cases live in ``tests_support/fuzzing.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -75,6 +77,11 @@ def _run(workdir: Path, examples: int, token: str | None) -> list[str]:
             failures += [f"{name}: {f}" for f in found]
         if gateway.process.poll() is not None:
             failures.append(f"the gateway exited with {gateway.process.returncode}")
+        # no request may have reached a traceback or an ERROR line (our bugs) in any log
+        for log in sorted(workdir.glob("*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if "Traceback" in line or re.search(r"(^|\s)ERROR[:\s]", line):
+                    failures.append(f"{log.name}: {line[:200]}")
     finally:
         if gateway is not None:
             gateway.kill()
