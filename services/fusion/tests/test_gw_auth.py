@@ -99,6 +99,14 @@ def test_analyze_without_the_right_token_is_a_401_json(
         assert client.get(f"{gateway}/livez").status_code == 200  # same connection
 
 
+def test_refusals_are_counted_by_reason(gateway: str) -> None:
+    for headers in ({}, {"Authorization": "Basic x"}, {"Authorization": "Bearer x"}):
+        assert httpx.post(f"{gateway}/v1/analyze", headers=headers).status_code == 401
+    text = httpx.get(f"{gateway}/metrics").text
+    for reason in ("missing", "scheme", "token"):
+        assert f'wma_gateway_unauthorized_total{{reason="{reason}"}} 1.0' in text
+
+
 @pytest.mark.parametrize("path", ["/livez", "/readyz", "/metrics"])
 def test_probes_and_metrics_stay_open(gateway: str, path: str) -> None:
     r = httpx.get(f"{gateway}{path}")

@@ -248,7 +248,14 @@ def create_app(
     # Our own bugs: a 500 JSON that keeps the connection usable (wma_wire.server_errors).
     app.add_middleware(InternalErrorMiddleware, logger=log)
     if door is not None:  # WMA_GATEWAY_TOKEN: checked before the body is read
-        app.add_middleware(BearerAuth, token=door, open_paths=OPEN_PATHS, logger=log)
+        refused = metrics.unauthorized
+        app.add_middleware(
+            BearerAuth,
+            token=door,
+            open_paths=OPEN_PATHS,
+            logger=log,
+            on_refused=lambda reason: refused.labels(reason=reason).inc(),
+        )
 
     @app.post(
         "/v1/analyze",

@@ -149,6 +149,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.unauthorized = Counter(
+            "wma_gateway_unauthorized",
+            "Requests refused for their bearer token (WMA_GATEWAY_TOKEN), by reason:"
+            " missing (no header), scheme (not Bearer), token (wrong), header (repeated).",
+            ["reason"],
+            registry=r,
+        )
         self.breaker_transitions = Counter(
             "wma_gateway_breaker_transitions",
             "A member's circuit breaker changing state, by the state it moved to.",

@@ -123,3 +123,8 @@ def test_the_token_never_shows_in_the_settings_or_their_refusal(tmp_path: object
         ModelServerSettings(model_id="m1", token="not allowed " + TOKEN)
     assert TOKEN not in str(caught.value)
     assert "WMA_MS_TOKEN: must be" in str(caught.value)
+
+
+def test_refusals_are_counted_by_status(server: str) -> None:
+    httpx.get(f"{server}/v2")  # no token
+    assert 'status="401"' in httpx.get(f"{server}/metrics").text

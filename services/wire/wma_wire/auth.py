@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from starlette.responses import JSONResponse
@@ -27,6 +27,7 @@ from wma_wire.errors import HTTPError
 __all__ = [
     "MISSING",
     "NOT_BEARER",
+    "REASONS",
     "WRONG_TOKEN",
     "BearerAuth",
     "TokenError",
@@ -42,6 +43,8 @@ MISSING = "missing Authorization header: send 'Authorization: Bearer <token>'"
 NOT_BEARER = "the Authorization header must use the Bearer scheme"
 WRONG_TOKEN = "invalid bearer token"
 _CHALLENGE = 'Bearer realm="wma"'
+# what a refusal counts as (a metric label): no header, another scheme, a wrong token
+REASONS = {MISSING: "missing", NOT_BEARER: "scheme", WRONG_TOKEN: "token"}
 
 
 class TokenError(HTTPError):
@@ -116,11 +119,13 @@ class BearerAuth:
         token: str,
         open_paths: Collection[str],
         logger: logging.Logger,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self._expected = token.encode("ascii")
         self._open = frozenset(open_paths)
         self._log = logger
+        self._on_refused = on_refused  # called with the reason (REASONS) of each 401
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._open:
@@ -131,6 +136,8 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         self._log.info("%s %s -> 401: %s", scope["method"], scope["path"], problem)
+        if self._on_refused is not None:
+            self._on_refused(REASONS.get(problem, "header"))
         challenge = f'{_CHALLENGE}, error="invalid_token"' if problem == WRONG_TOKEN else _CHALLENGE
         response = JSONResponse(
             {"error": problem}, status_code=401, headers={"WWW-Authenticate": challenge}
