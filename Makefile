@@ -79,10 +79,13 @@ mock-bundle: install
 		--created 2024-01-01T00:00:00Z
 	cp services/local/wma_local/mock.json charts/wma-ensemble/files/mock.json
 
-# The commands of docs/benchmarks.md, as written there.
+# The commands of docs/benchmarks.md, as written there (the GPU check, bash
+# benchmarks/gpu_check.sh, needs a CUDA machine and is not among them).
 bench: install
-	$(BIN)/python benchmarks/model_server_bench.py --duration 5 --cpu-threads 0 1
+	$(BIN)/python benchmarks/e2e_bench.py
 	$(BIN)/python benchmarks/gateway_bench.py --requests 32
+	$(BIN)/python benchmarks/peers_bench.py
+	$(BIN)/python benchmarks/model_server_bench.py --duration 5 --cpu-threads 0 1
 
 # docs/reliability.md: every answer checked against the core; exit 1 on anything unexpected.
 SOAK_CALLS ?= 2000

@@ -1,34 +1,51 @@
-"""Gateway benchmark: 27-frame batches through the local mock stack.
+"""Gateway benchmark: the gateway against a direct plain client, same four model servers.
 
-Starts four mock model servers and a gateway (``wma gateway`` in its own process)
-on loopback, then measures, in one run, end-to-end latency of ``POST /v1/analyze``
-at concurrency 1, 4 and 16 and, as the baseline, a direct OIP call to one model
-server with the same frames. Reports p50/p95/p99 and the gateway's overhead
-(gateway p50 minus direct p50 at the same concurrency).
+Starts four mock model servers (the local stack's) and a gateway process (``wma
+gateway``) on loopback. Every request carries the same 27 realistic 224 px JPEG
+face crops (:mod:`crops`). Two ways to get a verdict for them, interleaved in
+rounds in one run:
 
-    .venv/bin/python benchmarks/gateway_bench.py [--requests 64] [--frame-size 112]
+* **gateway**: ``POST /v1/analyze`` through the client SDK
+  (:class:`wma_fusion.client.FusionClient`, one kept-alive pool, as the meeting
+  server uses it);
+* **direct**: what the old integration plan had the meeting server do itself: a
+  new ``aiohttp.ClientSession`` per call, the legacy multipart
+  ``/check_frame_batch`` to all four servers in parallel, then the same
+  aggregation, calibration (the stack's bundle), noisy-OR and verdict with
+  :mod:`wma_core` in the client.
+
+Both must reach the same fused score (checked). Reports p50/p95/p99 per path and
+concurrency and the ratio of the gateway's p50 to the direct client's.
+
+    .venv/bin/python benchmarks/gateway_bench.py [--requests 32] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import httpx
-import numpy as np
-from wma_local.samples import grey_frame
-from wma_local.stack import LocalStack, free_port
-from wma_wire.protocol import encode_infer_request
+from crops import face_crops, percentiles
+from wma_core import decide, fuse, parse_aggregator
+from wma_core.bundle import CalibratorBundle, load_bundle
+from wma_fusion.client import FusionClient
+from wma_fusion.upstream import LEGACY_QUERY
+from wma_local.stack import DEFAULT_BUNDLE, LocalStack, free_port
 
 READY_TIMEOUT_S = 30.0
 
 
-async def _load(send: Callable[[], Awaitable[None]], concurrency: int, total: int) -> list[float]:
+async def _load(send: Callable[[], Awaitable[float]], concurrency: int, total: int) -> list[float]:
     """Latencies (ms) of ``total`` calls of ``send`` with ``concurrency`` in flight."""
     latencies: list[float] = []
     queue = iter(range(total))
@@ -61,91 +78,111 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = READY
         time.sleep(0.1)
 
 
-def _pct(values: list[float]) -> str:
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return f"{p50:8.1f} {p95:8.1f} {p99:8.1f}"
+async def direct_verdict(
+    endpoints: dict[str, str], frames: list[bytes], bundle: CalibratorBundle
+) -> float:
+    """The old plan's client: a session per call, four legacy calls, fusion here."""
+
+    async def one(session: aiohttp.ClientSession, url: str) -> list[float]:
+        form = aiohttp.FormData()
+        for i, frame in enumerate(frames):
+            form.add_field("files", frame, filename=f"frame{i}.jpg", content_type="image/jpeg")
+        async with session.post(f"{url}/check_frame_batch", data=form, params=LEGACY_QUERY) as r:
+            r.raise_for_status()
+            probs: list[float] = (await r.json())["probs"]
+            return probs
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        replies = await asyncio.gather(*(one(session, url) for url in endpoints.values()))
+    calibrated: dict[str, float | None] = {}
+    for model_id, probs in zip(endpoints, replies, strict=True):
+        calibrator = bundle.models[model_id]
+        aggregated = parse_aggregator(calibrator.aggregator)(probs)
+        calibrated[model_id] = calibrator.curve(aggregated) if aggregated is not None else None
+    fused = fuse(calibrated, bundle.output_ranges(), bundle.fusion)
+    decide(fused, bundle.thresholds)
+    if fused.score is None:
+        raise SystemExit("the direct client's fusion has no score")
+    return fused.score
 
 
-async def bench(gateway: str, model_url: str, frames: list[bytes], requests: int) -> None:
-    files = [("files", (f"{i}.png", f, "image/png")) for i, f in enumerate(frames)]
-    body, headers = encode_infer_request("bench", frames)
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        failures = {"gateway": 0, "degraded": 0, "direct": 0}
+async def bench(
+    gateway: str, endpoints: dict[str, str], frames: list[bytes], requests: int, rounds: int
+) -> None:
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    results: dict[tuple[str, int], list[float]] = defaultdict(list)
+    scores: dict[str, set[float]] = defaultdict(set)
+    async with FusionClient(gateway, timeout=60.0) as client:
 
-        async def via_gateway() -> None:
-            r = await client.post(
-                f"{gateway}/v1/analyze", data={"participant_id": "b"}, files=files
-            )
-            if r.status_code != 200:
-                failures["gateway"] += 1
-            elif r.json()["degraded"]:
-                failures["degraded"] += 1
+        async def via_gateway() -> float:
+            answer = await client.process_frames(frames, "bench")
+            if answer["degraded"]:
+                raise SystemExit(f"degraded answer: {answer['models']}")
+            scores["gateway"].add(round(answer["fusion_score"], 12))
+            return float(answer["fusion_score"])
 
-        async def direct() -> None:
-            r = await client.post(
-                f"{model_url}/v2/models/9rfa62j1/infer", content=body, headers=headers
-            )
-            failures["direct"] += r.status_code != 200
+        async def direct() -> float:
+            score = await direct_verdict(endpoints, frames, bundle)
+            scores["direct"].add(round(score, 12))
+            return score
 
         for send in (via_gateway, direct):  # warm up both paths
             await _load(send, 2, 4)
-        failures.update(gateway=0, degraded=0, direct=0)
-        print(f"{'path':<22} {'conc':>4} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-        for concurrency in (1, 4, 16):
-            n = max(requests, concurrency * 4)
-            gw = await _load(via_gateway, concurrency, n)
-            dr = await _load(direct, concurrency, n)
-            print(f"{'gateway (4 models)':<22} {concurrency:>4} {n:>4} {_pct(gw)}")
-            print(f"{'direct (1 model)':<22} {concurrency:>4} {n:>4} {_pct(dr)}")
-            overhead = float(np.percentile(gw, 50) - np.percentile(dr, 50))
-            print(f"{'overhead p50':<22} {concurrency:>4} {'':>4} {overhead:8.1f}")
-            print(
-                f"  not ok: gateway non-200 {failures['gateway']}, gateway degraded "
-                f"{failures['degraded']}, direct non-200 {failures['direct']}"
+        for r in range(rounds):
+            for concurrency in (1, 8):
+                paths = [("gateway", via_gateway), ("direct", direct)]
+                for name, send in paths if r % 2 == 0 else paths[::-1]:
+                    n = max(requests, 2 * concurrency)
+                    results[name, concurrency] += await _load(send, concurrency, n)
+    if scores["gateway"] != scores["direct"] or len(scores["gateway"]) != 1:
+        raise SystemExit(f"the two paths disagree: {dict(scores)}")
+    print(f"both paths: fused score {scores['gateway'].pop():.6f} on every request\n")
+    print("| path | concurrency | n | p50 ms | p95 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    p50s = {}
+    for concurrency in (1, 8):
+        for name in ("gateway", "direct"):
+            lat = results[name, concurrency]
+            p50, p95, p99 = percentiles(lat)
+            p50s[name, concurrency] = p50
+            label = (
+                "gateway (SDK, kept alive)" if name == "gateway" else "direct (session per call)"
             )
-            failures.update(gateway=0, degraded=0, direct=0)
+            print(f"| {label} | {concurrency} | {len(lat)} | {p50:.1f} | {p95:.1f} | {p99:.1f} |")
+    for concurrency in (1, 8):
+        ratio = p50s["gateway", concurrency] / p50s["direct", concurrency]
+        print(f"gateway p50 / direct p50 at concurrency {concurrency}: {ratio:.2f}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, default=64, help="requests per level")
-    parser.add_argument("--frame-size", type=int, default=112, help="square frame side, px")
+    parser.add_argument("--requests", type=int, default=32, help="requests per path per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     return parser
 
 
-def main() -> int:
-    args = build_parser().parse_args()
-    frames = [grey_frame(60 + i, size=args.frame_size) for i in range(27)]
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    frames = face_crops(27)
     print(
-        f"machine: {platform.machine()} {platform.processor() or ''}, "
-        f"python {platform.python_version()}, {len(frames)} frames of "
-        f"{args.frame_size}px PNG ({sum(map(len, frames))} bytes)"
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()}; "
+        f"{len(frames)} JPEG crops of 224 px ({sum(map(len, frames)) // 1024} KiB)"
     )
     with LocalStack(legacy=False) as stack:
         assert stack.config_path is not None
         port = free_port()
-        gateway = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wma_cli.main",
-                "gateway",
-                "--config",
-                str(stack.config_path),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ]
-        )
+        cmd = [str(Path(sys.executable).with_name("wma")), "gateway"]
+        cmd += ["--config", str(stack.config_path), "--port", str(port), "--log-level", "warning"]
+        gateway = subprocess.Popen(cmd, env={**os.environ, "OTEL_TRACES_EXPORTER": "none"})
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(gateway, f"{url}/readyz")
-            asyncio.run(bench(url, stack.models["9rfa62j1"].url, frames, args.requests))
+            asyncio.run(bench(url, stack.endpoints(), frames, args.requests, args.rounds))
         finally:
             gateway.terminate()
             gateway.wait(30)
+    print(f"load average after the run: {os.getloadavg()}")
     return 0
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import e2e_bench
 import gateway_bench
 import model_server_bench
+import peers_bench
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -33,9 +35,18 @@ def _one_line(block: str) -> str:
     return " ".join(block.replace("\\\n", " ").split())
 
 
+SCRIPTS = {
+    "benchmarks/e2e_bench.py": e2e_bench,
+    "benchmarks/gateway_bench.py": gateway_bench,
+    "benchmarks/peers_bench.py": peers_bench,
+    "benchmarks/model_server_bench.py": model_server_bench,
+}
+
+
 def test_make_bench_runs_the_commands_the_doc_reports() -> None:
     commands = _doc_commands()
-    assert len(commands) == 2, commands  # the model server and the gateway tables
+    # one per benchmark: end to end, gateway against a direct client, peers, model server
+    assert sorted(c.split()[1] for c in commands) == sorted(SCRIPTS), commands
     assert _bench_recipe() == commands
 
 
@@ -50,10 +61,7 @@ def test_the_gpu_command_of_the_docstring_is_the_documented_one() -> None:
 
 
 def test_the_documented_commands_parse_with_the_scripts_own_parsers() -> None:
-    parsers = {
-        "benchmarks/model_server_bench.py": model_server_bench.build_parser(),
-        "benchmarks/gateway_bench.py": gateway_bench.build_parser(),
-    }
+    parsers = {script: module.build_parser() for script, module in SCRIPTS.items()}
     parsed = {}
     for command in _doc_commands():
         python, script, *args = command.split()
@@ -62,3 +70,6 @@ def test_the_documented_commands_parse_with_the_scripts_own_parsers() -> None:
     # The model-server tables compare torch's default thread count with one thread.
     assert parsed["benchmarks/model_server_bench.py"].cpu_threads == [0, 1]
     assert parsed["benchmarks/gateway_bench.py"].requests == 32
+    # The load points: sequential, 8 and 32 participants; 1 and 8 clients.
+    assert parsed["benchmarks/e2e_bench.py"].concurrency == [1, 8, 32]
+    assert parsed["benchmarks/peers_bench.py"].concurrency == [1, 8]
