@@ -221,13 +221,15 @@ def create_app(
                     await watcher
             await gw.rollout.drain()  # shadow runs still use the client
             await gw.client.aclose()
+            repeats.flush()  # the count of 503 lines left out since the last one
             if tracer_provider is None:
                 provider.shutdown()
 
     app = FastAPI(title="wma fusion gateway", lifespan=lifespan)
     app.state.gateway = gw
 
-    # With every member down each request is a 503: one line per 10 s, with a count.
+    # With every member down each request is a 503: one line per 10 s, with a count
+    # (flushed as the lifespan ends).
     repeats = RepeatLimiter()
 
     @app.exception_handler(GatewayError)

@@ -92,8 +92,8 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    repeats = RepeatLimiter()  # an overload gives one 429 line per 10 s, with a count
+def _install_error_handlers(app: FastAPI, repeats: RepeatLimiter) -> None:
+    """``repeats``: an overload gives one 429 line per 10 s, with a count."""
 
     @app.exception_handler(ModelServerError)
     async def domain_error(request: Request, exc: ModelServerError) -> JSONResponse:
@@ -136,6 +136,7 @@ def create_app(
     """A model-server app; ``backend`` overrides the one the settings would build."""
     metrics = ServerMetrics(registry)
     state = ServerState(settings, metrics)
+    repeats = RepeatLimiter()  # flushed as the lifespan ends: no count is lost
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -159,6 +160,7 @@ def create_app(
                 await state.pipeline.batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
             decoder.shutdown(wait=False, cancel_futures=True)
+            repeats.flush()
 
     app = FastAPI(
         title=f"wma model server {settings.model_id}", version=__version__, lifespan=lifespan
@@ -175,7 +177,7 @@ def create_app(
     async def metrics_endpoint() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    _install_error_handlers(app)
+    _install_error_handlers(app, repeats)
     # Our own bugs: a 500 JSON answered inside Starlette's error middleware, which
     # would re-raise and close the kept-alive connection; telemetry sees the 500.
     app.add_middleware(InternalErrorMiddleware, logger=log)

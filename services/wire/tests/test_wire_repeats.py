@@ -36,3 +36,26 @@ def test_a_line_below_the_logger_level_is_neither_logged_nor_counted(
         limiter.log(log, logging.INFO, "hidden")
         limiter.log(log, logging.WARNING, "shown")
     assert [r.getMessage() for r in caplog.records] == ["shown"]
+
+
+def test_the_counts_left_out_go_out_at_flush_and_when_a_line_is_forgotten(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = RepeatLimiter(10.0, max_lines=2, clock=lambda: 0.0)
+    log = logging.getLogger("wma.test.repeats.flush")
+    with caplog.at_level(logging.INFO, logger="wma.test.repeats.flush"):
+        for _ in range(3):
+            limiter.log(log, logging.WARNING, "first")
+        limiter.log(log, logging.WARNING, "second")
+        limiter.log(log, logging.WARNING, "second")
+        limiter.log(log, logging.WARNING, "third")  # over max_lines: "first" is forgotten
+        limiter.flush()  # as the app stops
+        limiter.flush()  # nothing left
+    assert [r.getMessage() for r in caplog.records] == [
+        "first",
+        "second",
+        "2 more like this since the last one: first",
+        "third",
+        "1 more like this since the last one: second",
+    ]
+    assert {r.levelno for r in caplog.records} == {logging.WARNING}

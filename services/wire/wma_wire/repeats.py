@@ -4,7 +4,9 @@ With every member down the gateway answered 558 requests with 503 in 20 s and
 logged one identical WARNING for each. :class:`RepeatLimiter` lets the first of
 identical records (same logger, level and text) through, then at most one per
 ``interval_s``, which says how many were left out since the last one. A line that
-stops repeating is not flushed later: its count goes out with its next occurrence.
+stops repeating has its count go out with its next occurrence, when it is dropped
+from the limiter's memory (``max_lines``), or at :meth:`RepeatLimiter.flush` (each
+app flushes as its lifespan ends), so no count is lost.
 Each app holds its own limiter (no module-level state for tests to reset).
 """
 
@@ -50,7 +52,22 @@ class RepeatLimiter:
         self._lines[key] = [now, 0]
         self._lines.move_to_end(key)
         while len(self._lines) > self.max_lines:
-            self._lines.popitem(last=False)
-        if left_out:
-            text = f"{text} (and {left_out} more like it since the last one)"
-        logger.log(level, "%s", text)
+            (name, old_level, old_text), (_, count) = self._lines.popitem(last=False)
+            _emit(logging.getLogger(name), old_level, old_text, int(count))
+        logger.log(level, "%s", _counted(text, left_out))
+
+    def flush(self) -> None:
+        """Log the count of every line left out since it last went out, and forget them."""
+        for (name, level, text), (_, count) in self._lines.items():
+            _emit(logging.getLogger(name), level, text, int(count))
+        self._lines.clear()
+
+
+def _counted(text: str, left_out: int) -> str:
+    return f"{text} (and {left_out} more like it since the last one)" if left_out else text
+
+
+def _emit(logger: logging.Logger, level: int, text: str, left_out: int) -> None:
+    """The count of a line that no later occurrence will carry (none: nothing)."""
+    if left_out:
+        logger.log(level, "%s", f"{left_out} more like this since the last one: {text}")
