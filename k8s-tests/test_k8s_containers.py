@@ -6,7 +6,10 @@ chart with the Helm library, runs every rendered Deployment as a container on
 one Docker network (see ``tests_support/containers.py`` for what is taken from
 the manifests), then: the chart's own helm-test Pod, a 27-frame analyze
 compared with the local stack (``wma up``) on the same frames, a killed model
-server (degraded answer naming it) and its restart (complete answers again).
+server (degraded answer naming it) and its restart (complete answers again), and
+one model run as two replica containers behind one DNS name (the headless
+Service's): the gateway discovers both, both serve (their own request counters),
+and with one of them killed every answer stays complete.
 Everything it started is removed at the end; the two images stay.
 """
 
@@ -24,7 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
-from chart_render import KIND_VALUES, REPO, RenderFn
+import yaml
+from chart_render import CHART, KIND_VALUES, REPO, RenderFn
 from containers import Release, build_image, wait_until
 from live_processes import free_port, poll_ok
 
@@ -39,6 +43,14 @@ FRAMES_DIR = REPO / "services" / "local" / "wma_local" / "demo_frames" / "carol-
 FRAMES = 27
 REPORT = REPO / "build" / "e2e" / "report.json"
 WMA = Path(sys.executable).with_name("wma")
+# The model run as two replica containers behind its headless Service's name.
+REPLICATED = "4vtny88m"
+
+
+def two_replicas_of(model_id: str) -> list[dict[str, Any]]:
+    """The chart's models, ``model_id`` with ``replicas: 2``."""
+    models: list[dict[str, Any]] = yaml.safe_load((CHART / "values.yaml").read_text())["models"]
+    return [{**m, "replicas": 2} if m["id"] == model_id else m for m in models]
 
 
 def frames() -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -95,7 +107,7 @@ def images(engine: Any, report: dict[str, Any]) -> dict[str, Any]:
 def release(
     engine: Any, images: dict[str, Any], render: RenderFn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Release]:
-    manifests = render(KIND_VALUES)
+    manifests = render(KIND_VALUES, overrides={"models": two_replicas_of(REPLICATED)})
     root = tmp_path_factory.mktemp("release")
     root.chmod(0o755)
     rel = Release(engine, manifests, root, prefix=f"wma-e2e-{os.getpid()}")
@@ -231,4 +243,55 @@ def test_a_killed_model_server_degrades_the_answer_and_its_restart_restores_it(
         "model": model_id,
         "ready_s": round(ready_in, 2),
         "complete_after_ready_s": round(complete_in, 2),
+    }
+
+
+def infer_served(url: str) -> float:
+    """Infer calls a model server answered 200 (its own ``wma_ms_requests_total``)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("wma_ms_requests_total{") and "infer" in line and 'status="200"' in line
+    )
+
+
+def test_two_replicas_behind_one_dns_name_are_discovered_and_both_serve(
+    release: Release, report: dict[str, Any]
+) -> None:
+    url = gateway_url(release)
+    replicas = [
+        w
+        for w in release.workloads.values()
+        if w.kind == "Deployment"
+        and "model-server" in w.main["args"]
+        and w.main["args"][w.main["args"].index("--model-id") + 1] == REPLICATED
+    ]
+    assert len(replicas) == 2
+    assert set(replicas[0].aliases) == set(replicas[1].aliases)  # one name, two addresses
+    port = replicas[0].main["ports"][0]["containerPort"]
+    addresses = {f"{release.ip_of(w.name)}:{port}" for w in replicas}
+
+    def discovered() -> set[str]:
+        models = httpx.get(f"{url}/readyz", timeout=5).json()["models"]
+        return set(models[REPLICATED]["replicas"])
+
+    wait_until(lambda: discovered() == addresses, 30.0, 0.5)
+    before = {w.name: infer_served(f"http://{release.ip_of(w.name)}:{port}") for w in replicas}
+    for i in range(12):
+        response = analyze(url, participant=f"replicas-{i}")
+        assert response.status_code == 200 and response.json()["degraded"] is False
+    after = {w.name: infer_served(f"http://{release.ip_of(w.name)}:{port}") for w in replicas}
+    assert all(after[n] > before[n] for n in before), (before, after)
+
+    replicas[1].container.kill()  # one replica of the model down: answers stay complete
+    complete = [analyze(url, participant="one-down").json() for _ in range(4)]
+    assert all(a["degraded"] is False for a in complete), complete
+    assert all(a["models"][REPLICATED]["status"] == "ok" for a in complete)
+    replicas[1].container.start()
+    report["replicas"] = {
+        "model": REPLICATED,
+        "discovered": sorted(addresses),
+        "infer_calls_served": {n: after[n] - before[n] for n in before},
+        "complete_with_one_down": len(complete),
     }

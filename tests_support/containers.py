@@ -7,8 +7,11 @@ Docker network: image, command, args and env as rendered; ConfigMap volumes as
 read-only bind mounts of their files; emptyDirs as tmpfs; the pod and
 container securityContext as the container's user, read-only root filesystem,
 dropped capabilities and no-new-privileges; memory limits as memory limits.
+A Deployment of ``replicas: n`` is n containers (``<name>``, ``<name>-r2``, ...).
 Each Service's DNS names (``svc``, ``svc.ns.svc``, ``svc.ns.svc.cluster.local``)
-are network aliases of the containers its selector matches. Docker has no
+are network aliases of the containers its selector matches, so a name of a
+Service that selects several containers resolves to all their addresses (what a
+headless Service gives in a cluster). Docker has no
 Service ports, so where a Service's port differs from its target port, URLs
 naming ``host:port`` in ConfigMaps and env are rewritten to the target port
 (kube-proxy's job); nothing else is changed.
@@ -118,7 +121,10 @@ class Release:
         services = self.manifests.of_kind("Service")
         for deployment in self.manifests.of_kind("Deployment"):
             template = deployment["spec"]["template"]
-            self._add(deployment["metadata"]["name"], "Deployment", template)
+            name = deployment["metadata"]["name"]
+            # one container per replica (an autoscaled Deployment has no count: one)
+            for i in range(int(deployment["spec"].get("replicas", 1))):
+                self._add(name if i == 0 else f"{name}-r{i + 1}", "Deployment", template)
         for pod in self.manifests.of_kind("Pod"):
             self._add(pod["metadata"]["name"], "Pod", pod)
         for service in services:
