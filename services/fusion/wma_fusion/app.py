@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from wma_core import Banner, Verdict
 from wma_wire.auth import BearerAuth
+from wma_wire.http1 import Http1Transport
 from wma_wire.openapi import (
     error_responses,
     install_openapi,
@@ -153,7 +154,8 @@ def _make_client(
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
         timeout=httpx.Timeout(state.config.fanout.deadline_s),
-        transport=transport,
+        # members are plain http:// in the cluster: the lean transport (wma_wire.http1)
+        transport=transport or Http1Transport(max_idle=n),
         auth=auth,  # each member's bearer token, on every call to it (wma_fusion.auth)
     )
 

@@ -20,6 +20,7 @@ import httpx
 from wma_core import BANNER_RANK, Banner
 from wma_wire.auth import bearer_header
 from wma_wire.frames import sniff_format
+from wma_wire.http1 import Http1Transport
 
 # The gateway answers within its fan-out deadline (4.5 s by default) plus overhead.
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
@@ -53,7 +54,10 @@ class FusionClient:
         # token: the gateway's WMA_GATEWAY_TOKEN, sent as "Authorization: Bearer <token>"
         headers = bearer_header(token) if token is not None else None
         self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, transport=transport, headers=headers
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport or Http1Transport(),  # https:// goes to httpx's own
+            headers=headers,
         )
 
     async def __aenter__(self) -> FusionClient:
