@@ -6,9 +6,10 @@ The gateway sends every analyze request to four members: 2 MB of frames through
 (docs/benchmarks.md). :class:`Http1Transport` plugs in under the same
 ``httpx.AsyncClient`` (auth, timeouts, redirects and errors keep httpx's API) and
 does the one thing the member calls need: ``http://`` requests with a body read into
-memory, written with one ``write``, and replies with ``Content-Length`` or chunked
-bodies, on a pool of idle connections per host. Anything else (``https://``, a
-proxy) goes to httpx's own transport.
+memory, written with one ``write``, and replies with ``Content-Length``, chunked
+bodies or bodies that end at the close, on a pool of idle connections per host.
+Anything else (``https://``, a proxy, a streamed upload, ``HEAD``) goes to httpx's
+own transport.
 
 Errors are httpx's: :class:`httpx.ConnectError` / :class:`httpx.ConnectTimeout`
 when no connection is made, :class:`httpx.ReadTimeout` when no complete reply
@@ -22,7 +23,6 @@ probes) have no side effects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from typing import Any, cast
 
@@ -67,12 +67,15 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._reply is not None and not self._reply.done:
-            if self._parser is not None and self.received:
-                # a reply without Content-Length ends with the connection
-                with contextlib.suppress(httptools.HttpParserError):
-                    self._parser.feed_data(b"")
-            if not self._reply.done:
+        reply = self._reply
+        if reply is not None and not reply.done:
+            if exc is None and reply.status and not _framed(reply.headers):
+                # a reply without Content-Length or chunks ends with the connection
+                # (httptools' parser has no call for that end: it is told here)
+                reply.done = True
+                if self._waiter is not None and not self._waiter.done():
+                    self._waiter.set_result(None)
+            else:
                 self._fail(httpx.RemoteProtocolError("connection closed before the reply ended"))
 
     def data_received(self, data: bytes) -> None:
@@ -152,6 +155,17 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+def _framed(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a reply's headers say where its body ends (else: at the close)."""
+    for name, value in headers:
+        name = name.lower()
+        if name == b"content-length":
+            return True
+        if name == b"transfer-encoding" and value.rstrip().lower().endswith(b"chunked"):
+            return True
+    return False
+
+
 def _timeouts(request: httpx.Request) -> tuple[float | None, float | None]:
     timeout: dict[str, float | None] = request.extensions.get("timeout", {})
     return timeout.get("connect"), timeout.get("read")
@@ -170,7 +184,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme != "http" or self._closed or "transfer-encoding" in request.headers:
+        if (
+            url.scheme != "http"
+            or self._closed
+            or "transfer-encoding" in request.headers
+            or request.method == "HEAD"  # its reply's Content-Length has no body after it
+        ):
             return await self._other().handle_async_request(request)
         key = (url.host, url.port or 80)
         body = await request.aread()
@@ -194,7 +213,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return httpx.Response(
             reply.status,
             headers=reply.headers,
-            content=b"".join(reply.chunks),
+            # a stream, not content=: httpx would add a Content-Length the server did not send
+            stream=httpx.ByteStream(b"".join(reply.chunks)),
             extensions={"http_version": b"HTTP/1.1"},
         )
 
