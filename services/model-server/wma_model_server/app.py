@@ -79,9 +79,20 @@ async def _load(
     )
     batcher.start()
     state.pipeline = ScoringPipeline(
-        backend, batcher, settings.frame_limits, state.metrics, settings.debug_dir, decoder
+        backend,
+        batcher,
+        settings.frame_limits,
+        state.metrics,
+        settings.debug_dir,
+        decoder,
+        decode_threads=decode_threads(settings),
     )
     log.info("model %s ready (%s backend)", settings.model_id, backend.kind)
+
+
+def decode_threads(settings: ModelServerSettings) -> int:
+    """The decode pool's threads: ``decode_threads``, or one per CPU."""
+    return settings.decode_threads or os.cpu_count() or 1
 
 
 # Overload and not-ready are states of the server, not bugs: WARNING; client errors INFO.
@@ -146,7 +157,7 @@ def create_app(
         # releases the GIL while it decodes): requests finish in turn instead of all
         # sharing a core slice each, as on asyncio's default pool of cpu_count + 4.
         decoder = ThreadPoolExecutor(
-            max_workers=settings.decode_threads or os.cpu_count() or 1,
+            max_workers=decode_threads(settings),
             thread_name_prefix="wma-decode",
         )
         loading = asyncio.create_task(_load(state, backend, executor, decoder))

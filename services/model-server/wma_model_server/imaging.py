@@ -35,8 +35,10 @@ def decode_image(frame: OpenedFrame | None) -> np.ndarray[Any, np.dtype[np.uint8
     decoded (or was not opened, or is a truncated JPEG)."""
     if frame is None or (frame.fmt == "jpeg" and not _jpeg_complete(frame.data)):
         return None
-    bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    # IMREAD_COLOR_RGB: the decoder writes RGB itself, the bytes IMREAD_COLOR plus
+    # cvtColor(BGR2RGB) give (a test pins it) without the second pass over the pixels.
+    rgb = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
     # EXIF orientation may swap the sides; anything else means the header lied.
-    if bgr is None or sorted(bgr.shape[:2]) != sorted((frame.height, frame.width)):
+    if rgb is None or sorted(rgb.shape[:2]) != sorted((frame.height, frame.width)):
         return None
-    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+    return np.asarray(rgb, dtype=np.uint8)

@@ -37,11 +37,19 @@ class FormPart:
     headers: dict[str, str] = field(default_factory=dict)
     data: bytearray = field(default_factory=bytearray)
 
+    _disposition: tuple[str | None, bool] | None = field(default=None, init=False, repr=False)
+
     def disposition(self) -> tuple[str | None, bool]:
-        """The part's form name, and whether it is a file (has a filename)."""
-        _, params = parse_options_header(self.headers.get("content-disposition", ""))
-        name = params.get(b"name")
-        return (name.decode("utf-8", "replace") if name else None), b"filename" in params
+        """The part's form name, and whether it is a file (has a filename); parsed
+        once, when first asked (the part's headers are complete by then)."""
+        if self._disposition is None:
+            _, params = parse_options_header(self.headers.get("content-disposition", ""))
+            name = params.get(b"name")
+            self._disposition = (
+                (name.decode("utf-8", "replace") if name else None),
+                b"filename" in params,
+            )
+        return self._disposition
 
     @property
     def filename(self) -> str:
