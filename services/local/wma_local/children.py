@@ -63,11 +63,15 @@ def start_model_server(
     bias: float = 0.0,
     env: dict[str, str] | None = None,
     host: str = "127.0.0.1",
+    decode_threads: int | None = None,
 ) -> ModelProcess:
-    """Spawn ``wma model-server --model-id ID --backend mock`` on a loopback port."""
+    """Spawn ``wma model-server --model-id ID --backend mock`` on a loopback port
+    (``decode_threads``: its ``--decode-threads``; default one per CPU)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "wma_local.lifecycle", "model-server", "--model-id", model_id]
     cmd += ["--backend", "mock", "--host", host, "--port", str(port)]
+    if decode_threads is not None:
+        cmd += ["--decode-threads", str(decode_threads)]
     if bias:
         cmd += ["--bias", str(bias)]
     log_path = workdir / f"model-{model_id}.log"

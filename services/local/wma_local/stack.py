@@ -136,10 +136,17 @@ class LocalStack:
             ids = list(self.model_ids) + ([LEGACY_MODEL_ID] if self.legacy else [])
             # Orphaned children (parent SIGKILLed) remove a temporary workdir themselves.
             env = {STACK_DIR_ENV: str(self.workdir)} if self._owns_workdir else None
+            # The servers share this machine's cores: their decode pools share them too
+            # (one pool per CPU each would oversubscribe them several times over).
+            threads = max(1, (os.cpu_count() or 1) // len(ids))
             for mid in ids:
                 with signals_deferred():  # a signal mid-spawn would orphan the child
                     self.models[mid] = start_model_server(
-                        mid, self.workdir, bias=self.biases.get(mid, 0.0), env=env
+                        mid,
+                        self.workdir,
+                        bias=self.biases.get(mid, 0.0),
+                        env=env,
+                        decode_threads=threads,
                     )
             for model in self.models.values():
                 wait_ready(model, self.startup_timeout)
