@@ -310,7 +310,7 @@ def hostile_cases(service: str, *, model_id: str = "m1") -> Iterator[HostileCase
             {400},
         ),
         ("no boundary parameter", {"Content-Type": "multipart/form-data"}, b"x", {400}),
-        ("not multipart", {"Content-Type": "application/json"}, b"{}", {415}),
+        ("neither multipart nor an infer request", {"Content-Type": "text/plain"}, b"{}", {415}),
         ("no content type", {}, b"abc", {415}),
         ("empty body", _multipart(), b"", {400}),
         ("truncated body", _multipart(), _form([(*frame, ok_png)])[:-40], {400}),
@@ -381,114 +381,117 @@ def hostile_cases(service: str, *, model_id: str = "m1") -> Iterator[HostileCase
         )
     for name, headers, body, expect in form_cases:
         yield HostileCase(name, "POST", path, headers, body, frozenset(expect))
-    if service == "model-server":
-        infer = f"/v2/models/{model_id}/infer"
-        json_type = {"Content-Type": "application/json"}
-        for name, doc, expect in [
-            ("id of 5000 digits", f'{{"id": {huge}, "inputs": []}}', {400}),
-            (
-                "shape of 5000 digits",
-                json.dumps(_infer_body()).replace('"shape": [1]', f'"shape": [{huge}]'),
-                {400},
+    # The OIP infer request: the model server's infer route, and the gateway's analyze
+    # (which takes its frames as one too)
+    infer = f"/v2/models/{model_id}/infer" if service == "model-server" else path
+    json_type = {"Content-Type": "application/json"}
+    for name, doc, expect in [
+        ("id of 5000 digits", f'{{"id": {huge}, "inputs": []}}', {400}),
+        (
+            "shape of 5000 digits",
+            json.dumps(_infer_body()).replace('"shape": [1]', f'"shape": [{huge}]'),
+            {400},
+        ),
+        (
+            "data of 5000 digits",
+            '{"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1], '
+            f'"data": [{huge}]}}]}}',
+            {400},
+        ),
+        ("nested 100000 deep", "[" * 100000 + "]" * 100000, {400}),
+        ("truncated JSON", json.dumps(_infer_body())[:-7], {400}),
+        ("not JSON", "\x00\xff not json", {400}),
+        ("JSON array", "[1, 2]", {400}),
+        ("inputs of the wrong type", json.dumps(_infer_body(inputs="images")), {400}),
+        (
+            "image not base64",
+            json.dumps(
+                _infer_body(
+                    inputs=[{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["***"]}]
+                )
             ),
-            (
-                "data of 5000 digits",
-                '{"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1], '
-                f'"data": [{huge}]}}]}}',
-                {400},
-            ),
-            ("nested 100000 deep", "[" * 100000 + "]" * 100000, {400}),
-            ("truncated JSON", json.dumps(_infer_body())[:-7], {400}),
-            ("not JSON", "\x00\xff not json", {400}),
-            ("JSON array", "[1, 2]", {400}),
-            ("inputs of the wrong type", json.dumps(_infer_body(inputs="images")), {400}),
-            (
-                "image not base64",
-                json.dumps(
-                    _infer_body(
-                        inputs=[
-                            {"name": "images", "datatype": "BYTES", "shape": [1], "data": ["***"]}
-                        ]
-                    )
-                ),
-                {400},
-            ),
-            (
-                "pixels claiming 100000x100000",
-                json.dumps(
-                    {
-                        "inputs": [
-                            {
-                                "name": "pixels",
-                                "datatype": "UINT8",
-                                "shape": [1, 100000, 100000, 3],
-                                "data": [0],
-                            }
-                        ]
-                    }
-                ),
-                {400, 413},
-            ),
-            (
-                "negative shape",
-                json.dumps(
-                    {
-                        "inputs": [
-                            {
-                                "name": "pixels",
-                                "datatype": "UINT8",
-                                "shape": [-1, 2, 2, 3],
-                                "data": [],
-                            }
-                        ]
-                    }
-                ),
-                {400},
-            ),
-            ("unknown output", json.dumps(_infer_body(outputs=[{"name": "logits"}])), {400}),
-        ]:
-            yield HostileCase(name, "POST", infer, json_type, doc.encode(), frozenset(expect))
-        header = json.dumps(_infer_body()).encode()
-        for name, length in [
-            ("binary header length not a number", "abc"),
-            ("binary header length past the body", str(len(header) + 100)),
-            ("binary header length 0", "0"),
-            ("binary header length of 5000 digits", huge),
-        ]:
-            yield HostileCase(
-                name,
-                "POST",
-                infer,
+            {400},
+        ),
+        (
+            "pixels claiming 100000x100000",
+            json.dumps(
                 {
-                    "Content-Type": "application/octet-stream",
-                    "Inference-Header-Content-Length": length,
-                },
-                header,
-                frozenset({400}),
-            )
-        binary = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "images",
-                        "datatype": "BYTES",
-                        "shape": [1],
-                        "parameters": {"binary_data_size": 10**6},
-                    }
-                ]
-            }
-        ).encode()
+                    "inputs": [
+                        {
+                            "name": "pixels",
+                            "datatype": "UINT8",
+                            "shape": [1, 100000, 100000, 3],
+                            "data": [0],
+                        }
+                    ]
+                }
+            ),
+            {400, 413},
+        ),
+        (
+            "negative shape",
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "pixels",
+                            "datatype": "UINT8",
+                            "shape": [-1, 2, 2, 3],
+                            "data": [],
+                        }
+                    ]
+                }
+            ),
+            {400},
+        ),
+        (
+            "unknown output",
+            json.dumps(_infer_body(outputs=[{"name": "logits"}])),
+            {400} if service == "model-server" else {200},  # the gateway has no outputs
+        ),
+    ]:
+        yield HostileCase(name, "POST", infer, json_type, doc.encode(), frozenset(expect))
+    header = json.dumps(_infer_body()).encode()
+    for name, length in [
+        ("binary header length not a number", "abc"),
+        ("binary header length past the body", str(len(header) + 100)),
+        ("binary header length 0", "0"),
+        ("binary header length of 5000 digits", huge),
+    ]:
         yield HostileCase(
-            "binary data truncated",
+            name,
             "POST",
             infer,
             {
                 "Content-Type": "application/octet-stream",
-                "Inference-Header-Content-Length": str(len(binary)),
+                "Inference-Header-Content-Length": length,
             },
-            binary + b"\0" * 10,
+            header,
             frozenset({400}),
         )
+    binary = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "images",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": 10**6},
+                }
+            ]
+        }
+    ).encode()
+    yield HostileCase(
+        "binary data truncated",
+        "POST",
+        infer,
+        {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(binary)),
+        },
+        binary + b"\0" * 10,
+        frozenset({400}),
+    )
 
 
 def run_hostile(

@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -262,17 +262,26 @@ async def test_unknown_routes_and_methods_are_json_errors(
     assert wrong.json() == {"error": "Method Not Allowed"}
 
 
+@pytest.mark.parametrize("wire", ["oip", "multipart"])
 async def test_fusion_client_gives_the_old_clients_fields(
-    members: Members, config_of: Callable[..., Path]
+    members: Members, config_of: Callable[..., Path], wire: Literal["oip", "multipart"]
 ) -> None:
+    # the same answer whether the frames travel as an OIP infer body or a form
     members.probs = {IDS[0]: 0.3, IDS[1]: 0.2}
     app = create_app(
         config_of("gw.yaml", {m: members.endpoint(m) for m in IDS}), transport=members.transport()
     )
+    sent: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request.headers["content-type"].split(";")[0])
+
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with FusionClient(GATEWAY_URL, transport=transport) as client:
+        async with FusionClient(GATEWAY_URL, transport=transport, wire=wire) as client:
+            client._http.event_hooks["request"].append(record)
             result: dict[str, Any] = await client.process_frames([FRAME] * 3, "erin@m1", "Erin")
+    assert sent == [{"oip": "application/octet-stream", "multipart": "multipart/form-data"}[wire]]
     bundle = synthetic_bundle(IDS, thresholds=THRESHOLDS)
     calibrated: dict[str, float | None] = {
         m: bundle.models[m].curve(p) for m, p in members.probs.items()

@@ -106,9 +106,11 @@ def test_schemathesis_finds_no_5xx_and_no_answer_the_document_leaves_out(
     gateway: tuple[str, Any],
 ) -> None:
     url, _ = gateway
-    report = fuzz_openapi(url, max_examples=8)
+    report = fuzz_openapi(url, max_examples=16)
     assert report.failures == [], "\n".join(report.failures)
-    assert report.calls >= 15 and 400 in report.statuses and 415 in report.statuses
+    # refused and served requests both (which refusals depends on what was generated:
+    # the hostile cases below pin 415 and 413)
+    assert report.calls >= 15 and 400 in report.statuses and 200 in report.statuses
 
 
 def test_hostile_requests_are_4xx_json_and_the_connection_lives(gateway: tuple[str, Any]) -> None:

@@ -73,6 +73,41 @@ _ANALYZE_BODY = multipart_body(
     ["files"],
     {"files": "image/jpeg, image/png"},
 )
+# ... or the frames as an OIP v2 infer request (input "images", BYTES [N]; JSON with
+# base64 strings, or the binary tensor extension), the ids then in the query
+_IMAGES = {
+    "type": "object",
+    "required": ["name", "datatype", "shape", "data"],
+    "properties": {
+        "name": {"type": "string", "enum": ["images"]},
+        "datatype": {"type": "string", "enum": ["BYTES"]},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        "data": {"type": "array", "items": {"type": "string", "description": "base64 JPEG/PNG"}},
+        "parameters": {"type": "object", "description": "binary_data_size with the extension"},
+    },
+}
+_ANALYZE_BODY["requestBody"]["content"].update(
+    {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": _IMAGES},
+                },
+            }
+        },
+        "application/octet-stream": {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "the infer request's JSON header, then the frames' bytes "
+                "(binary tensor data extension; header Inference-Header-Content-Length)",
+            }
+        },
+    }
+)
 _ANALYZE_BODY["parameters"] = [
     {"name": name, "in": "query", "required": False, "schema": _ID}
     for name in ("participant_id", "meeting_id")

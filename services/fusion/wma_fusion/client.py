@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from wma_core import BANNER_RANK, Banner
 from wma_wire.auth import bearer_header
 from wma_wire.frames import sniff_format
 from wma_wire.http1 import Http1Transport
+from wma_wire.protocol import encode_infer_request
 
 # The gateway answers within its fan-out deadline (4.5 s by default) plus overhead.
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
@@ -50,7 +51,11 @@ class FusionClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         token: str | None = None,
+        wire: Literal["oip", "multipart"] = "oip",
     ) -> None:
+        # wire: how frames travel, an OIP v2 infer body (binary extension; the default)
+        # or the multipart form (files + participant_id) of older gateways
+        self._wire = wire
         # token: the gateway's WMA_GATEWAY_TOKEN, sent as "Authorization: Bearer <token>"
         headers = bearer_header(token) if token is not None else None
         self._http = httpx.AsyncClient(
@@ -89,11 +94,17 @@ class FusionClient:
         """
         if not frames:
             raise ValueError("process_frames needs at least one frame (JPEG or PNG bytes)")
-        files = [("files", (f"frame{i}", f, _content_type(f))) for i, f in enumerate(frames)]
-        data = {"participant_id": participant_id}
+        ids = {"participant_id": participant_id}
         if meeting_id is not None:
-            data["meeting_id"] = meeting_id
-        response = await self._http.post("/v1/analyze", data=data, files=files)
+            ids["meeting_id"] = meeting_id
+        if self._wire == "multipart":
+            files = [("files", (f"frame{i}", f, _content_type(f))) for i, f in enumerate(frames)]
+            response = await self._http.post("/v1/analyze", data=ids, files=files)
+        else:  # the frames as one OIP infer body: no multipart to build or parse
+            infer, headers = encode_infer_request(participant_id, frames, binary=True)
+            response = await self._http.post(
+                "/v1/analyze", content=infer, headers=headers, params=ids
+            )
         try:
             body: dict[str, Any] = response.json()
         except ValueError:

@@ -1,4 +1,5 @@
-"""Reading an ``/v1/analyze`` request: body size cap, in-memory multipart, field checks.
+"""Reading an ``/v1/analyze`` request: body size cap, in-memory multipart (or an OIP
+v2 infer request), field checks.
 
 Frames are biometric data, so the multipart body is parsed in memory (Starlette's
 parser spools large parts to temporary files) by the shared reader
@@ -21,11 +22,14 @@ from wma_wire.body import read_body
 from wma_wire.formdata import FormPart, read_form_parts
 from wma_wire.frames import FrameLimits, validate_frames
 from wma_wire.legacy_form import ALLOWED_PART_TYPES
+from wma_wire.protocol import ProtocolError, decode_infer_request
 
 from wma_fusion.errors import InputError, UnsupportedMedia
 
 PARTICIPANT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # fullmatch: "$" would allow "\n"
 MAX_FIELD_BYTES = 4096
+# The frames as an OIP v2 infer request (what the SDK sends: no multipart to parse)
+OIP_MEDIA_TYPES = ("application/json", "application/octet-stream")
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,22 @@ async def read_analyze_request(request: Request, limits: FrameLimits) -> Analyze
     # 415 if not multipart, 400 if not complete, 413 past max_files + EXTRA_FORM_PARTS
     # parts; then the frame checks (wma_wire.frames).
     content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() in OIP_MEDIA_TYPES:
+        headers = dict(request.headers)
+        return await asyncio.to_thread(_read_infer, body, headers, request, limits)
     return await asyncio.to_thread(_read_form, body, content_type, request, limits)
+
+
+def _read_infer(
+    body: bytes, headers: dict[str, str], request: Request, limits: FrameLimits
+) -> AnalyzeInput:
+    """An OIP v2 infer request (JSON, or the binary tensor extension) whose BYTES input
+    ``images`` holds the frames, as the model servers take it; ids in the query."""
+    try:
+        frames = decode_infer_request(body, headers).images()
+    except ProtocolError as exc:
+        raise InputError(f"malformed infer request: {exc}") from None
+    return _checked(frames, [], request, limits)
 
 
 def _read_form(
@@ -82,6 +101,12 @@ def _read_form(
                 "send image/jpeg or image/png"
             )
         frames.append(bytes(part.data))
+    return _checked(frames, parts, request, limits)
+
+
+def _checked(
+    frames: list[bytes], parts: list[FormPart], request: Request, limits: FrameLimits
+) -> AnalyzeInput:
     participant_id = _text_field(parts, request, "participant_id")
     if participant_id is None:
         raise InputError("participant_id is required (form field or query parameter)")
@@ -91,6 +116,9 @@ def _read_form(
     if meeting_id is not None and not PARTICIPANT_ID.fullmatch(meeting_id):
         raise InputError("meeting_id must be 1-128 characters of [A-Za-z0-9._:@-]")
     if not frames:
-        raise InputError("no frames: send one or more JPEG/PNG images in the 'files' field")
+        raise InputError(
+            "no frames: send one or more JPEG/PNG images in the 'files' field "
+            "(or the infer request's input 'images')"
+        )
     validate_frames(frames, limits)
     return AnalyzeInput(frames, participant_id, meeting_id)

@@ -138,8 +138,9 @@ _HUGE_INT = (
 
 # The gateway's bad requests (each a builder from a random source).
 _GATEWAY_CASES: dict[str, Callable[[random.Random], Call]] = {
+    # JSON is an OIP infer request to the gateway: this one is not a valid one
     "json_body": _analyze(
-        "json_body", 415, b'{"frames": []}', {"content-type": "application/json"}
+        "json_body", 400, b'{"frames": []}', {"content-type": "application/json"}
     ),
     "text_body": _analyze("text_body", 415, b"hello", {"content-type": "text/plain"}),
     "no_content_type": _analyze("no_content_type", 415, b"x" * 32, {}),
