@@ -429,6 +429,17 @@ def hostile_cases(service: str, *, model_id: str = "m1") -> Iterator[HostileCase
             {400, 413},
         ),
         (
+            "zero-size shape with huge dimensions",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "images", "datatype": "BYTES", "shape": [0, 2**62], "data": []}
+                    ]
+                }
+            ),
+            {400},
+        ),
+        (
             "negative shape",
             json.dumps(
                 {

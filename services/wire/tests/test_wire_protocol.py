@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -104,3 +105,17 @@ def test_legacy_reply_is_validated() -> None:
     ):
         with pytest.raises(ProtocolError):
             parse_legacy_response(bad)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [[0, 865, 2**62], [0] + [2**31 - 1] * 3, [1] * 33, [2**31 + 1]],
+    ids=["zero-size-huge", "zero-size-wide", "33-dims", "over-span"],
+)
+def test_shapes_numpy_cannot_make_are_protocol_errors(shape: list[int]) -> None:
+    # numpy raises ValueError for these, even with no elements: a 400, never a 500
+    body = json.dumps(
+        {"inputs": [{"name": "images", "datatype": "BYTES", "shape": shape, "data": []}]}
+    ).encode()
+    with pytest.raises(ProtocolError, match="dimensions|too large"):
+        decode_infer_request(body, {"content-type": "application/json"})

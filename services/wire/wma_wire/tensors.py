@@ -60,12 +60,26 @@ def datatype_of(array: np.ndarray[Any, Any]) -> str:
     raise ProtocolError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
 
 
+# Far above any tensor the services take (the frame limits bound them), far below
+# what numpy refuses to shape: larger shapes, even with a zero dimension, are a 400.
+MAX_DIMS = 32
+MAX_SPAN = 2**31
+
+
 def check_shape(shape: object) -> list[int]:
-    """Validate an OIP shape: a list of non-negative integers."""
+    """Validate an OIP shape: a list of at most :data:`MAX_DIMS` non-negative integers
+    whose non-zero dimensions multiply to at most :data:`MAX_SPAN`."""
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ProtocolError(f"shape must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_DIMS:
+        raise ProtocolError(f"shape has {len(shape)} dimensions; at most {MAX_DIMS}")
+    span = 1
+    for d in shape:
+        span *= max(d, 1)
+        if span > MAX_SPAN:
+            raise ProtocolError(f"shape {shape[:8]!r} is too large (over {MAX_SPAN} elements)")
     return shape
 
 
