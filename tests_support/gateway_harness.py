@@ -10,14 +10,18 @@ the transport the test gives (in-process apps, ``httpx.MockTransport``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 from wma_fusion.app import create_app
+from wma_local.threaded import GatewayThread
+from wma_model_server.app import create_app as create_model_server
+from wma_model_server.settings import ModelServerSettings
 
 GATEWAY_URL = "http://gateway"
 WriteConfig = Callable[..., Path]
@@ -124,3 +128,25 @@ async def running_mock_member(model_id: str = "9rfa62j1", **app_kwargs: Any) -> 
             else:
                 raise RuntimeError("the in-process mock model server never became ready")
         yield app
+
+
+@contextmanager
+def serving_members(ids: Sequence[str], **settings: Any) -> Iterator[dict[str, str]]:
+    """Real mock model servers (uvicorn threads on loopback), one per id, ready:
+    ``{id: base URL}``; ``settings`` go to every server's ``ModelServerSettings``."""
+    threads = {
+        mid: GatewayThread(create_model_server(ModelServerSettings(model_id=mid, **settings)))
+        for mid in ids
+    }
+    try:
+        for thread in threads.values():
+            thread.start()
+        for thread in threads.values():
+            end = time.monotonic() + 30
+            while httpx.get(f"{thread.url}/v2/health/ready").status_code != 200:
+                assert time.monotonic() < end, "a member never became ready"
+                time.sleep(0.02)
+        yield {mid: t.url for mid, t in threads.items()}
+    finally:
+        for thread in threads.values():
+            thread.stop()

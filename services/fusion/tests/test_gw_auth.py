@@ -7,20 +7,17 @@ wrong is a named member error in a degraded answer."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from gateway_harness import WriteConfig, post_frames
+from gateway_harness import WriteConfig, post_frames, serving_members
 from wma_fusion.app import create_app
 from wma_fusion.errors import ConfigError
 from wma_local.samples import grey_frame, write_synthetic_bundle
 from wma_local.threaded import GatewayThread
-from wma_model_server.app import create_app as create_model_server
-from wma_model_server.settings import ModelServerSettings
 
 IDS = ("9rfa62j1", "1mjgo9w1")
 GW_TOKEN = "gw-door-token"
@@ -30,22 +27,8 @@ FRAMES = [grey_frame(40), grey_frame(200)]
 
 @contextmanager
 def _members() -> Iterator[dict[str, str]]:
-    threads = {
-        mid: GatewayThread(create_model_server(ModelServerSettings(model_id=mid, token=MS_TOKEN)))
-        for mid in IDS
-    }
-    try:
-        for thread in threads.values():
-            thread.start()
-        for thread in threads.values():
-            end = time.monotonic() + 30
-            while httpx.get(f"{thread.url}/v2/health/ready").status_code != 200:
-                assert time.monotonic() < end, "a member never became ready"
-                time.sleep(0.02)
-        yield {mid: t.url for mid, t in threads.items()}
-    finally:
-        for thread in threads.values():
-            thread.stop()
+    with serving_members(IDS, token=MS_TOKEN) as urls:
+        yield urls
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ real uvicorn servers, bounded examples; the hostile cases on one connection."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,13 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from fuzzing import check_documented, fuzz_openapi, hostile_cases, run_hostile
-from gateway_harness import WriteConfig, post_frames
+from gateway_harness import WriteConfig, post_frames, serving_members
 from schemathesis.core.failures import FailureGroup
 from wma_fusion.app import create_app
 from wma_local.samples import grey_frame, write_synthetic_bundle
 from wma_local.threaded import GatewayThread
-from wma_model_server.app import create_app as create_model_server
-from wma_model_server.settings import ModelServerSettings
 
 IDS = ("9rfa62j1", "1mjgo9w1")
 TOKEN = "gw-openapi-token"
@@ -27,21 +24,8 @@ TOKEN = "gw-openapi-token"
 
 @pytest.fixture(scope="module")
 def members() -> Iterator[dict[str, str]]:
-    threads = {
-        mid: GatewayThread(create_model_server(ModelServerSettings(model_id=mid))) for mid in IDS
-    }
-    try:
-        for thread in threads.values():
-            thread.start()
-        for thread in threads.values():
-            end = time.monotonic() + 30
-            while httpx.get(f"{thread.url}/v2/health/ready").status_code != 200:
-                assert time.monotonic() < end, "a member never became ready"
-                time.sleep(0.02)
-        yield {mid: t.url for mid, t in threads.items()}
-    finally:
-        for thread in threads.values():
-            thread.stop()
+    with serving_members(IDS) as urls:
+        yield urls
 
 
 @pytest.fixture

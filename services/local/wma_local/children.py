@@ -75,6 +75,14 @@ def start_model_server(
     if bias:
         cmd += ["--bias", str(bias)]
     log_path = workdir / f"model-{model_id}.log"
+    return ModelProcess(model_id, port, spawn_child(cmd, log_path, env), log_path, host)
+
+
+def spawn_child(
+    cmd: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start one of the stack's processes: its own process group, output appended to
+    ``log_path``, no stdin, no trace export, told its parent's pid (it stops with it)."""
     child_env = {
         **os.environ,
         "OTEL_TRACES_EXPORTER": "none",
@@ -82,7 +90,7 @@ def start_model_server(
         **(env or {}),
     }
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -90,7 +98,6 @@ def start_model_server(
             start_new_session=True,
             env=child_env,
         )
-    return ModelProcess(model_id, port, process, log_path, host)
 
 
 def wait_ready(model: ModelProcess, timeout: float = 60.0) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,8 +23,7 @@ import httpx
 import yaml
 from wma_core.bundle import CalibratorBundle, load_bundle
 
-from wma_local.children import ModelProcess, start_model_server
-from wma_local.lifecycle import PARENT_PID_ENV
+from wma_local.children import ModelProcess, spawn_child, start_model_server
 from wma_local.stack import DEFAULT_BUNDLE, DEFAULT_MODEL_IDS, LocalStack
 from wma_local.threaded import StackError, free_port
 
@@ -142,17 +140,8 @@ class LiveStack:
         config = self._write_config()
         cmd = [sys.executable, "-m", "wma_local.lifecycle", "gateway", "--config", str(config)]
         cmd += ["--port", str(self.gateway_port), "--log-level", "warning"]
-        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", PARENT_PID_ENV: str(os.getpid())}
         log_path = self.workdir / "gateway.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=env,
-            )
+        process = spawn_child(cmd, log_path)
         self.gateway = ModelProcess(GATEWAY, self.gateway_port, process, log_path)
         self.wait_gateway_ready()
         return self.gateway
