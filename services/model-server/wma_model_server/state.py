@@ -31,7 +31,8 @@ class ServerState:
         return self.pipeline
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool (a hop per request)
     state: ServerState = request.app.state.model_server
     return state
 
