@@ -99,8 +99,8 @@ def in_process(ckpt: Path, opts: argparse.Namespace, frames: list[bytes]) -> dic
     from wma_core.bundle import load_bundle
     from wma_local.stack import DEFAULT_BUNDLE
     from wma_model_server.backends.effort import EffortBackend
-    from wma_model_server.imaging import decode_image
     from wma_wire.frames import FrameLimits, open_frame
+    from wma_wire.imaging import decode_image
 
     limits = FrameLimits()
 

@@ -55,8 +55,8 @@ from wma_core import Thresholds, aggregate, noisy_or, verdict_for_score
 from wma_core.bundle import CalibratorBundle, load_bundle
 from wma_model_server.backends.effort import EffortBackend
 from wma_model_server.backends.effort_random import VIT_L14, save_random_checkpoint
-from wma_model_server.imaging import decode_image
 from wma_wire.frames import FrameLimits, open_frame
+from wma_wire.imaging import decode_image
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTION = Thresholds(0.996700, 0.998248)

@@ -437,8 +437,8 @@ def _odd_frames() -> dict[str, bytes]:
 def test_the_model_input_is_the_old_servers_for_odd_frames(kind: str) -> None:
     from wma_model_server.backends.effort import EffortBackend, EffortModel
     from wma_model_server.backends.effort_checkpoint import EffortArch
-    from wma_model_server.imaging import decode_image
     from wma_wire.frames import FrameLimits, open_frame
+    from wma_wire.imaging import decode_image
 
     data = _odd_frames()[kind]
     arch = EffortArch(32, 1, 2, 64, 14, 224, arcface=False, arcface_s=None)

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from wma_model_server.backends.mock import MockBackend
 from wma_model_server.exceptions import BadRequestError, LimitExceededError
-from wma_model_server.imaging import decode_image
 from wma_wire.frames import FrameLimits, open_frame, validate_frames, validate_pixels
+from wma_wire.imaging import decode_image
 
 
 def test_validate_frames_returns_each_frames_format(png: Any, encode_image: Any) -> None:

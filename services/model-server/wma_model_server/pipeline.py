@@ -28,12 +28,12 @@ from wma_wire.frames import (
     open_frame,
     validate_pixels,
 )
+from wma_wire.imaging import decode_image
 from wma_wire.protocol import FRAME_STATUSES, UNSCORED
 
 from wma_model_server.backends import Backend
 from wma_model_server.batching import DynamicBatcher
 from wma_model_server.faces import crop_largest_face
-from wma_model_server.imaging import decode_image
 from wma_model_server.telemetry import ServerMetrics
 
 __all__ = ["FrameScores", "ScoringPipeline"]

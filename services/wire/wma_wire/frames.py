@@ -5,8 +5,8 @@ before it decodes, so a request the gateway accepts is never refused by a member
 :func:`validate_pixels` is the same gate for already-decoded frames (OIP input
 ``pixels``). Formats are recognised by magic bytes; image dimensions are read from
 the header *before* the pixels are decoded, so a decompression bomb is refused
-without being expanded (Pillow reads the header). Decoding the pixels is the model
-server's own (its imaging module). Frames are never written anywhere. All
+without being expanded (Pillow reads the header). Decoding the pixels is
+:mod:`wma_wire.imaging`'s. Frames are never written anywhere. All
 functions are synchronous and CPU-bound: callers on an event loop run them in a
 worker thread.
 """

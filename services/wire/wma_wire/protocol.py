@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -49,6 +49,7 @@ __all__ = [
     "encode_infer_request",
     "encode_infer_response",
     "encode_message",
+    "encode_shared_pixels_request",
     "parse_legacy_response",
 ]
 
@@ -119,6 +120,18 @@ class InferResponse:
         return [v.decode() if isinstance(v, bytes) else str(v) for v in self.outputs["status"].flat]
 
 
+class SharedMemory(Protocol):
+    """Where inputs sent by shared-memory reference are read
+    (:class:`wma_wire.shm.RegionRegistry`)."""
+
+    def read(self, name: object, offset: object, size: object) -> bytes: ...
+
+
+_SHM_REGION = "shared_memory_region"
+_SHM_OFFSET = "shared_memory_offset"
+_SHM_SIZE = "shared_memory_byte_size"
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     wanted = name.lower()
     for key, value in headers.items():
@@ -152,7 +165,9 @@ def _split(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], byt
     return message, blobs
 
 
-def _read_tensors(entries: object, blobs: bytes | None, what: str) -> dict[str, InferTensor]:
+def _read_tensors(
+    entries: object, blobs: bytes | None, what: str, shared: SharedMemory | None = None
+) -> dict[str, InferTensor]:
     if not isinstance(entries, list):
         raise ProtocolError(f"'{what}' must be a list")
     offset = 0
@@ -168,20 +183,35 @@ def _read_tensors(entries: object, blobs: bytes | None, what: str) -> dict[str, 
         if not isinstance(params, dict):
             raise ProtocolError(f"{what} {name!r} 'parameters' must be an object")
         size = params.get("binary_data_size")
-        if size is not None:
+        if _SHM_REGION in params:
+            if shared is None:
+                raise ProtocolError(
+                    f"{what} {name!r} names a shared memory region, and shared memory "
+                    "is not enabled on this server"
+                )
+            if size is not None or "data" in entry:
+                raise ProtocolError(f"{what} {name!r} has shared memory and data: send one")
+            raw = shared.read(
+                params[_SHM_REGION], params.get(_SHM_OFFSET, 0), params.get(_SHM_SIZE)
+            )
+            data = decode_binary(raw, datatype, shape)
+            is_binary = True  # raw bytes, as with the binary extension
+        elif size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise ProtocolError(f"{what} {name!r} binary_data_size must be an integer >= 0")
             if blobs is None or offset + size > len(blobs):
                 raise ProtocolError(f"{what} {name!r} binary data is missing or truncated")
             data = decode_binary(blobs[offset : offset + size], datatype, shape)
             offset += size
+            is_binary = True
         elif "data" in entry:
             data = decode_json_data(entry["data"], datatype, shape)
+            is_binary = False
         else:
             raise ProtocolError(f"{what} {name!r} has neither 'data' nor binary_data_size")
         if name in tensors:
             raise ProtocolError(f"{what} {name!r} appears twice")
-        tensors[name] = InferTensor(name, datatype, data, binary=size is not None)
+        tensors[name] = InferTensor(name, datatype, data, binary=is_binary)
     if blobs is not None and offset != len(blobs):
         raise ProtocolError(f"{len(blobs) - offset} bytes of binary data belong to no tensor")
     return tensors
@@ -223,12 +253,28 @@ def encode_infer_request(
     return encode_message(header, "inputs", [InferTensor("images", "BYTES", data, binary)])
 
 
-def decode_infer_request(body: bytes, headers: Mapping[str, str]) -> InferRequest:
+def encode_shared_pixels_request(
+    request_id: str, region: str, offset: int, shape: list[int]
+) -> tuple[bytes, dict[str, str]]:
+    """An infer request whose input ``pixels`` (UINT8 ``shape``) lies in shared memory
+    ``region`` at ``offset`` (system shared memory extension); binary outputs."""
+    params = {_SHM_REGION: region, _SHM_OFFSET: offset, _SHM_SIZE: math.prod(shape)}
+    pixels = {"name": "pixels", "datatype": "UINT8", "shape": shape, "parameters": params}
+    outputs = [{"name": n, "parameters": {"binary_data": True}} for n in OUTPUTS]
+    head = {"id": request_id, "inputs": [pixels], "outputs": outputs}
+    return json.dumps(head, separators=(",", ":")).encode(), {"content-type": JSON_TYPE}
+
+
+def decode_infer_request(
+    body: bytes, headers: Mapping[str, str], shared: SharedMemory | None = None
+) -> InferRequest:
+    """An infer request; inputs by shared-memory reference are read from ``shared``
+    (a :class:`ProtocolError` when it is None: the extension is off)."""
     message, blobs = _split(body, headers)
     request_id = message.get("id", "")
     if not isinstance(request_id, str):
         raise ProtocolError("'id' must be a string")
-    inputs = _read_tensors(message.get("inputs"), blobs, "inputs")
+    inputs = _read_tensors(message.get("inputs"), blobs, "inputs", shared)
     if not inputs:
         raise ProtocolError("request has no inputs")
     params = message.get("parameters") or {}

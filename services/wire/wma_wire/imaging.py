@@ -7,6 +7,11 @@ palette and 16-bit images converted to 8-bit BGR, alpha dropped), then BGR to RG
 stricter on one point: a JPEG without its end-of-image marker after the last scan
 (a truncated upload) is left out, not scored on a partly grey image. Synchronous
 and CPU-bound: callers on an event loop run it in a worker thread.
+
+Here, not in the model server, because the gateway decodes with it too when its
+members share its host (``fanout.shared_memory``): one decoder, the same pixels.
+It imports OpenCV (the ``model-server`` extra), so nothing imports this module
+unless it decodes.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from wma_wire.frames import OpenedFrame
 
 __all__ = ["decode_image"]
