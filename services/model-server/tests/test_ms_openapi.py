@@ -101,6 +101,25 @@ def test_schemathesis_finds_no_5xx_and_no_answer_the_document_leaves_out(
     assert report.calls >= 30 and 200 in report.statuses and 400 in report.statuses
 
 
+def test_with_shared_memory_on_the_fuzzer_finds_no_5xx_either() -> None:
+    for url, _ in _serve(shared_memory=True):
+        report = fuzz_openapi(
+            url,
+            max_examples=6,
+            operations={
+                "GET /v2/systemsharedmemory/status",
+                "GET /v2/systemsharedmemory/region/{name}/status",
+                "POST /v2/systemsharedmemory/region/{name}/register",
+                "POST /v2/systemsharedmemory/region/{name}/unregister",
+                "POST /v2/systemsharedmemory/unregister",
+                "POST /v2/models/{model_id}/infer",
+            },
+            path_parameters={"model_id": "m1"},
+        )
+        assert report.failures == [], "\n".join(report.failures)
+        assert 400 in report.statuses and 200 in report.statuses
+
+
 def test_the_fuzzer_fails_on_a_document_that_leaves_a_status_out(
     server: tuple[str, Any],
 ) -> None:

@@ -26,8 +26,9 @@ from wma_wire.openapi import install_openapi, text_response
 from wma_wire.protocol import ProtocolError
 from wma_wire.repeats import RepeatLimiter
 from wma_wire.server_errors import InternalErrorMiddleware
+from wma_wire.shm import RegionRegistry
 
-from wma_model_server import __version__, routes_legacy, routes_v2
+from wma_model_server import __version__, routes_legacy, routes_shm, routes_v2
 from wma_model_server.backends import Backend, build_backend
 from wma_model_server.batching import DynamicBatcher
 from wma_model_server.exceptions import ModelServerError, OverloadedError
@@ -147,6 +148,9 @@ def create_app(
     """A model-server app; ``backend`` overrides the one the settings would build."""
     metrics = ServerMetrics(registry)
     state = ServerState(settings, metrics)
+    if settings.shared_memory:
+        # one read is at most the largest pixels input the limits admit
+        state.regions = RegionRegistry(max_read_bytes=3 * settings.max_request_pixels)
     repeats = RepeatLimiter()  # flushed as the lifespan ends: no count is lost
 
     @asynccontextmanager
@@ -171,6 +175,8 @@ def create_app(
                 await state.pipeline.batcher.stop()
             executor.shutdown(wait=False, cancel_futures=True)
             decoder.shutdown(wait=False, cancel_futures=True)
+            if state.regions is not None:
+                state.regions.close()
             repeats.flush()
 
     app = FastAPI(
@@ -179,6 +185,7 @@ def create_app(
     app.state.model_server = state
     app.include_router(routes_legacy.router)
     app.include_router(routes_v2.router)
+    app.include_router(routes_shm.router)
 
     @app.get(
         "/metrics",

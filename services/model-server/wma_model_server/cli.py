@@ -38,6 +38,14 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--max-queue-frames", {"type": int, "help": "admitted frames before 429"}),
     ("--decode-threads", {"type": int, "help": "threads decoding frames (default: one per CPU)"}),
     ("--debug-dir", {"help": "opt-in directory where debug=true requests save frames"}),
+    (
+        "--shared-memory",
+        {
+            "action": "store_true",
+            "default": None,
+            "help": "accept decoded frames in registered /dev/shm regions (callers on this host)",
+        },
+    ),
 )
 
 

@@ -1,7 +1,8 @@
 """Open Inference Protocol v2 endpoints: health, metadata and ``infer``.
 
 ``infer`` takes input ``images`` (BYTES [N], encoded JPEG/PNG; base64 in JSON
-mode) or ``pixels`` (UINT8 [N, H, W, 3] RGB) and answers ``probs`` (FP32 [N],
+mode) or ``pixels`` (UINT8 [N, H, W, 3] RGB; with ``shared_memory`` on, also by
+reference to a registered region, see :mod:`routes_shm`) and answers ``probs`` (FP32 [N],
 -1.0 where a frame was not scored) and ``status`` (BYTES [N]: ok, undecodable,
 no_face), in JSON or with the binary tensor data extension, as requested.
 """
@@ -22,6 +23,7 @@ from wma_wire.protocol import (
     decode_infer_request,
     encode_infer_response,
 )
+from wma_wire.shm import RegionRegistry
 
 from wma_model_server import __version__
 from wma_model_server.exceptions import BadRequestError, ModelNotFoundError
@@ -40,7 +42,11 @@ _TENSOR = {
         "datatype": {"type": "string", "enum": ["BYTES", "UINT8"]},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "data": {"type": "array", "description": "base64 strings (images) or 0-255 (pixels)"},
-        "parameters": {"type": "object", "description": "binary_data_size with the extension"},
+        "parameters": {
+            "type": "object",
+            "description": "binary_data_size with the binary extension; shared_memory_region, "
+            "shared_memory_offset, shared_memory_byte_size with shared memory",
+        },
     },
 }
 _OUTPUT = {
@@ -119,12 +125,11 @@ def _check_model(state: ServerState, model_id: str) -> None:
 
 
 @router.get("")
-async def server_metadata() -> dict[str, Any]:
-    return {
-        "name": "wma-model-server",
-        "version": __version__,
-        "extensions": ["binary_tensor_data"],
-    }
+async def server_metadata(state: StateDep) -> dict[str, Any]:
+    extensions = ["binary_tensor_data"]
+    if state.regions is not None:
+        extensions.append("system_shared_memory")
+    return {"name": "wma-model-server", "version": __version__, "extensions": extensions}
 
 
 @router.get("/health/live")
@@ -174,9 +179,10 @@ class _Call:
     pixels: np.ndarray[Any, np.dtype[np.uint8]] | None  # input 'pixels'
 
 
-def _decode_call(body: bytes, headers: dict[str, str]) -> _Call:
-    # CPU-bound (JSON, base64 of up to max_request_bytes): runs in a worker thread.
-    request = decode_infer_request(body, headers)
+def _decode_call(body: bytes, headers: dict[str, str], regions: RegionRegistry | None) -> _Call:
+    # CPU-bound (JSON, base64 of up to max_request_bytes, a copy out of shared
+    # memory): runs in a worker thread.
+    request = decode_infer_request(body, headers, regions)
     wanted = list(request.outputs) or list(OUTPUTS)
     unknown = [name for name in wanted if name not in OUTPUTS]
     if unknown:
@@ -212,7 +218,7 @@ async def infer(model_id: str, request: Request, state: StateDep) -> Response:
     _check_model(state, model_id)
     pipeline = state.require_pipeline()
     body = await read_body(request, state.settings.max_request_bytes)
-    call = await asyncio.to_thread(_decode_call, body, dict(request.headers))
+    call = await asyncio.to_thread(_decode_call, body, dict(request.headers), state.regions)
     scores = await _score(pipeline, call)
     arrays = {
         "probs": scores.probs,

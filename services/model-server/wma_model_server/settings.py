@@ -54,6 +54,12 @@ class ModelServerSettings(BaseSettings):
     max_frame_pixels: int = Field(default=_LIMITS.max_frame_pixels, ge=1)
     max_request_pixels: int = Field(default=_LIMITS.max_request_pixels, ge=1)
 
+    # Opt-in: callers on this host (the gateway of `wma up`) may register POSIX
+    # shared-memory regions and send decoded frames by reference (docs/model-server.md).
+    shared_memory: bool = Field(
+        False, description="accept inputs in registered /dev/shm regions (same host only)"
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     debug_dir: Path | None = Field(

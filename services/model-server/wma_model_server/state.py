@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from wma_wire.body import read_body
+from wma_wire.shm import RegionRegistry
 
 from wma_model_server.exceptions import NotReadyError
 from wma_model_server.pipeline import ScoringPipeline
@@ -23,6 +24,8 @@ class ServerState:
     metrics: ServerMetrics
     pipeline: ScoringPipeline | None = None
     error: str | None = field(default=None)
+    # the registered shared-memory regions; None: the extension is off
+    regions: RegionRegistry | None = None
 
     def require_pipeline(self) -> ScoringPipeline:
         if self.pipeline is None:
