@@ -45,6 +45,7 @@ from wma_fusion.auth import OPEN_PATHS, MemberTokens, gateway_token
 from wma_fusion.errors import GatewayError
 from wma_fusion.health import readiness
 from wma_fusion.inputs import read_analyze_request
+from wma_fusion.pixels import PixelStager, check_stager_dependencies
 from wma_fusion.recovery import BreakerRecovery
 from wma_fusion.replicas import ReplicaDiscovery, ReplicaSet, Resolver, resolve_addresses
 from wma_fusion.rollout.config import RolloutMode
@@ -166,6 +167,11 @@ class Gateway:
     metrics: Metrics
     rollout: RolloutRuntime
     client: httpx.AsyncClient | None = None
+    pixels: PixelStager | None = None  # fanout.shared_memory, made at start
+
+    def stager(self, state: RuntimeState) -> PixelStager | None:
+        """The stager, while ``state`` has shared memory on (a reload can turn it off)."""
+        return self.pixels if state.config.fanout.shared_memory.enabled else None
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -238,10 +244,15 @@ def create_app(
     tokens_env = os.environ if env is None else env
     door = gateway_token(tokens_env)
     member_tokens = MemberTokens(lambda: holder.state, tokens_env)
+    shared_memory = state.config.fanout.shared_memory
+    if shared_memory.enabled:
+        check_stager_dependencies()  # refused now, not at the first request
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw.client = _make_client(holder.state, transport, member_tokens)
+        if shared_memory.enabled:
+            gw.pixels = PixelStager(shared_memory)
         await discovery.refresh()  # the first request has replicas to call
         watcher = asyncio.create_task(holder.watch()) if path is not None else None
         recovering = asyncio.create_task(recovery.run(gw.client))
@@ -259,6 +270,8 @@ def create_app(
                     await watcher
             await gw.rollout.drain()  # shadow runs still use the client
             await gw.client.aclose()
+            if gw.pixels is not None:  # after the drain: no call reads a slot now
+                gw.pixels.close()
             repeats.flush()  # the count of 503 lines left out since the last one
             if tracer_provider is None:
                 provider.shutdown()
@@ -327,6 +340,7 @@ def create_app(
                     tracer=gw.tracer,
                     metrics=gw.metrics,
                     start=start,
+                    pixels=gw.stager(state),
                 )
                 status = 200
                 return JSONResponse(body)

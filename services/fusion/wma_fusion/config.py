@@ -132,6 +132,17 @@ class BreakerConfig(_Strict):
     reset_timeout_s: float = Field(default=10.0, gt=0, le=3600)
 
 
+class SharedMemoryConfig(_Strict):
+    """Members on the gateway's host (``wma up``): the gateway decodes a request's
+    frames once and passes the pixels in a POSIX shared-memory slot, by reference,
+    to every member that accepts it (model-server ``shared_memory``); the others,
+    and requests that do not fit, get the encoded frames. Read at start."""
+
+    enabled: bool = False
+    slots: int = Field(default=32, ge=1, le=1024, description="requests staged at once")
+    slot_mib: int = Field(default=8, ge=1, le=1024, description="MiB per request's pixels")
+
+
 class FanoutConfig(_Strict):
     deadline_s: float = Field(default=4.5, gt=0, le=120)
     connect_retries: int = Field(default=1, ge=0, le=1)
@@ -140,6 +151,7 @@ class FanoutConfig(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=16)
     discovery_interval_s: float = Field(default=5.0, gt=0, le=3600)
     breaker: BreakerConfig = BreakerConfig()
+    shared_memory: SharedMemoryConfig = SharedMemoryConfig()
 
 
 _MEMBER_LIMITS = FrameLimits()

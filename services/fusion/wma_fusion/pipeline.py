@@ -19,6 +19,7 @@ from wma_core import Decision, FusedScore, MemberStatus, decide, fuse, is_degrad
 
 from wma_fusion.breaker import BreakerState
 from wma_fusion.errors import EnsembleUnavailable
+from wma_fusion.pixels import PixelStager, SharedPixels
 from wma_fusion.state import Member, RuntimeState
 from wma_fusion.telemetry import Metrics
 from wma_fusion.upstream import MemberReply, OipBody, call_replicas
@@ -95,6 +96,7 @@ async def _traced_call(
     deadline: float,
     metrics: Metrics | None,
     encoded: OipBody | None = None,
+    shared: SharedPixels | None = None,
 ) -> MemberReply:
     entry = member.entry
     fanout = state.config.fanout
@@ -114,6 +116,7 @@ async def _traced_call(
             tracer=tracer,
             metrics=metrics,
             encoded=encoded,
+            shared=shared,
         )
         span.set_attribute("wma.frames.scored", len(reply.probs))
         span.set_attribute("wma.model.status", reply.status)
@@ -142,8 +145,10 @@ async def run_ensemble(
     meeting_id: str | None = None,
     tracer: trace.Tracer | None = None,
     metrics: Metrics | None = None,
+    pixels: PixelStager | None = None,
 ) -> EnsembleResult:
     """Score ``frames`` with every member and decide; frames must already be validated.
+    ``pixels``: the gateway's shared-memory stager (``fanout.shared_memory``).
 
     Raises :class:`EnsembleUnavailable` (503) when every member failed.
     """
@@ -153,13 +158,28 @@ async def run_ensemble(
     request_id = uuid.uuid4().hex
     # Encoded once for every OIP member (one copy of the frames per request, not four).
     oip = any(m.entry.protocol == "oip" for m in state.members)
-    encoded = OipBody.encode(request_id, frames) if oip else None
-    replies = await asyncio.gather(
-        *(
-            _traced_call(tracer, client, state, m, frames, request_id, deadline, metrics, encoded)
-            for m in state.members
+    shared = None
+    if oip and pixels is not None:
+        with tracer.start_as_current_span("stage pixels") as span:
+            shared, outcome = await pixels.stage(frames, state.limits, request_id)
+            span.set_attribute("wma.shared_memory.outcome", outcome)
+        if metrics is not None:
+            metrics.pixel_staging.labels(outcome=outcome).inc()
+    # Encoded once for every OIP member that needs the frames themselves (one copy
+    # per request, not four): all of them without shared memory.
+    encoded = OipBody.encode(request_id, frames) if oip and shared is None else None
+    try:
+        replies = await asyncio.gather(
+            *(
+                _traced_call(
+                    tracer, client, state, m, frames, request_id, deadline, metrics, encoded, shared
+                )
+                for m in state.members
+            )
         )
-    )
+    finally:
+        if pixels is not None and shared is not None:  # every call has ended
+            pixels.release(shared)
     members = {m.id: _score(m, r) for m, r in zip(state.members, replies, strict=True)}
     if all(r.failed for r in replies):
         raise EnsembleUnavailable(

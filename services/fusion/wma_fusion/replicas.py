@@ -64,6 +64,10 @@ class Replica:
     url: str
     breaker: CircuitBreaker
     in_flight: int = 0
+    # fanout.shared_memory: the region registered on it (None: none yet, or it
+    # restarted), and when to ask again after it refused one (a monotonic time)
+    shared_region: str | None = None
+    shared_retry_at: float = 0.0
 
     @property
     def label(self) -> str:

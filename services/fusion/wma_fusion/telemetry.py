@@ -182,6 +182,19 @@ class Metrics:
             ["model", "status"],
             registry=r,
         )
+        self.pixel_staging = Counter(
+            "wma_gateway_shared_memory_staging",
+            "Requests under fanout.shared_memory, by outcome: staged (decoded into a slot), "
+            "or sent encoded because slots_full, too_large, mixed_sizes or undecodable.",
+            ["outcome"],
+            registry=r,
+        )
+        self.member_transport = Counter(
+            "wma_gateway_member_frames_transport",
+            "OIP member calls by how the frames travelled: shared_memory or http.",
+            ["model", "transport"],
+            registry=r,
+        )
 
     def watch_replicas(self, members: Callable[[], Iterable[ReplicaView]]) -> None:
         """Export the replicas of ``members()`` (read at each scrape, so a replica

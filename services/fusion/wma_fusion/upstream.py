@@ -4,6 +4,13 @@ One call returns a :class:`MemberReply`, never raises for an upstream failure:
 a timeout, a refused connection, an HTTP error or a malformed reply is a status
 (``timeout`` | ``error`` | ``circuit_open``) that the fusion rule reads.
 
+With ``fanout.shared_memory`` a request's pixels may be staged in shared memory
+(:class:`~wma_fusion.pixels.SharedPixels`): an OIP call then registers the
+region with the replica once and names the slot instead of sending the frames.
+A replica that refuses the region (its ``shared_memory`` is off) gets the
+encoded frames, and is asked again every :data:`SHARED_RETRY_S`; one that has
+forgotten it (it restarted) registers it again within the same call.
+
 :func:`call_replicas` is a model call over the model's replicas
 (:class:`~wma_fusion.replicas.ReplicaSet`): it picks one per attempt, and when
 the replica refuses the connection, resets it, times out or answers 5xx/429 it
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -39,11 +47,19 @@ from wma_wire.protocol import (
     encode_infer_request,
     parse_legacy_response,
 )
+from wma_wire.shm import UNKNOWN_REGION
 
 from wma_fusion.breaker import CircuitBreaker
 from wma_fusion.config import ModelEntry
+from wma_fusion.pixels import SharedPixels
 from wma_fusion.replicas import Replica, ReplicaSet
 from wma_fusion.telemetry import Metrics
+
+log = logging.getLogger("wma_fusion.upstream")
+
+# Seconds before a replica that refused a shared-memory region is asked again.
+SHARED_RETRY_S = 60.0
+HTTP, SHARED_MEMORY = "http", "shared_memory"  # how a call's frames travelled
 
 # What the old meeting client sent; the legacy server reads only these.
 LEGACY_QUERY = {
@@ -109,20 +125,69 @@ class OipBody:
         return cls(body, tuple(headers.items()))
 
 
+async def _shared_ready(
+    client: httpx.AsyncClient, replica: Replica, shared: SharedPixels, timeout: httpx.Timeout
+) -> bool:
+    """Whether ``replica`` has ``shared``'s region registered (registering it now if
+    not); False while it refuses. A 5xx or 429 is the attempt's failure."""
+    if replica.shared_region == shared.region:
+        return True
+    if time.monotonic() < replica.shared_retry_at:
+        return False
+    url = f"{replica.url}/v2/systemsharedmemory/region/{shared.region}/register"
+    region = {"key": shared.key, "offset": 0, "byte_size": shared.region_bytes}
+    response = await client.post(url, json=region, timeout=timeout)
+    if response.status_code == 200:
+        replica.shared_region = shared.region
+        return True
+    if response.status_code >= 500 or response.status_code == 429:
+        raise UpstreamError(_error_detail(response), status_code=response.status_code)
+    replica.shared_retry_at = time.monotonic() + SHARED_RETRY_S
+    log.warning(
+        "replica %s refused shared memory (%s): it gets encoded frames; asking again in %.0f s",
+        replica.label,
+        _error_detail(response),
+        SHARED_RETRY_S,
+    )
+    return False
+
+
+def _forgot_region(response: httpx.Response) -> bool:
+    return response.status_code == 400 and UNKNOWN_REGION in _error_detail(response)
+
+
 async def _post_oip(
     client: httpx.AsyncClient,
     entry: ModelEntry,
-    base_url: str,
+    replica: Replica,
     frames: list[bytes],
     request_id: str,
     timeout: httpx.Timeout,
     encoded: OipBody | None = None,
-) -> list[float]:
-    encoded = encoded or OipBody.encode(request_id, frames)
-    body, headers = encoded.body, dict(encoded.headers)  # the trace header is per call
-    propagate.inject(headers)
-    url = f"{base_url}/v2/models/{entry.id}/infer"
-    response = await client.post(url, content=body, headers=headers, timeout=timeout)
+    shared: SharedPixels | None = None,
+) -> tuple[list[float], str]:
+    """The scored probabilities, and how the frames travelled (:data:`HTTP` or
+    :data:`SHARED_MEMORY`)."""
+    url = f"{replica.url}/v2/models/{entry.id}/infer"
+
+    async def post(body: bytes, base: tuple[tuple[str, str], ...]) -> httpx.Response:
+        headers = dict(base)  # the trace header is per call
+        propagate.inject(headers)
+        return await client.post(url, content=body, headers=headers, timeout=timeout)
+
+    response = None
+    transport = SHARED_MEMORY
+    if shared is not None and await _shared_ready(client, replica, shared, timeout):
+        response = await post(shared.body, shared.headers)
+        if _forgot_region(response):  # it restarted: register again, once
+            replica.shared_region = None
+            response = None
+            if await _shared_ready(client, replica, shared, timeout):
+                response = await post(shared.body, shared.headers)
+    if response is None:
+        transport = HTTP
+        encoded = encoded or OipBody.encode(request_id, frames)
+        response = await post(encoded.body, encoded.headers)
     if response.status_code != 200:
         raise UpstreamError(_error_detail(response), status_code=response.status_code)
     try:
@@ -137,7 +202,7 @@ async def _post_oip(
     scored = probs[probs != UNSCORED]
     if not np.all((scored >= 0.0) & (scored <= 1.0)):
         raise UpstreamError("OIP reply has a probability outside [0, 1] that is not UNSCORED (-1)")
-    return [float(p) for p in scored]
+    return [float(p) for p in scored], transport
 
 
 async def _post_legacy(
@@ -169,6 +234,7 @@ class _Attempt:
     error: str | None = None
     retryable: bool = False
     retried: bool = False  # a connect retry on the same replica
+    transport: str | None = None  # how the frames travelled, when they reached it
 
 
 async def _attempt(
@@ -182,6 +248,7 @@ async def _attempt(
     budget_cap: float,
     connect_retries: int,
     encoded: OipBody | None = None,
+    shared: SharedPixels | None = None,
 ) -> _Attempt:
     """One replica, through its breaker (``allow`` already said yes); a connect
     error is retried on it ``connect_retries`` times (0 or 1)."""
@@ -203,11 +270,12 @@ async def _attempt(
             try:
                 async with asyncio.timeout(budget):
                     if entry.protocol == "oip":
-                        probs = await _post_oip(
-                            client, entry, replica.url, frames, request_id, timeout, encoded
+                        probs, transport = await _post_oip(
+                            client, entry, replica, frames, request_id, timeout, encoded, shared
                         )
                     else:
                         probs = await _post_legacy(client, replica.url, frames, timeout)
+                        transport = HTTP
             except httpx.ConnectError as exc:
                 if retried or connect_retries < 1:
                     return failed(MemberStatus.ERROR, f"connect error: {exc}", True, retried)
@@ -223,7 +291,7 @@ async def _attempt(
                 return failed(MemberStatus.ERROR, str(exc) or type(exc).__name__, True, retried)
             breaker.record_success()
             status = MemberStatus.OK if probs else MemberStatus.NO_FACES
-            return _Attempt(status, probs, retried=retried)
+            return _Attempt(status, probs, retried=retried, transport=transport)
     except asyncio.CancelledError:
         breaker.record_failure("cancelled")
         raise
@@ -244,10 +312,12 @@ async def call_replicas(
     tracer: trace.Tracer | None = None,
     metrics: Metrics | None = None,
     encoded: OipBody | None = None,
+    shared: SharedPixels | None = None,
 ) -> MemberReply:
     """Ask one model (any of its replicas) to score ``frames`` before ``deadline``
     (a ``time.monotonic`` value); each attempt is a span naming its replica.
-    ``encoded``: the frames' OIP body, when the caller made it once for all members."""
+    ``encoded``: the frames' OIP body, when the caller made it once for all members;
+    ``shared``: their pixels in shared memory, for the replicas that take them."""
     start = time.monotonic()
     tried: list[Replica] = []
     last: _Attempt | None = None
@@ -279,18 +349,23 @@ async def call_replicas(
                 budget_cap=cap,
                 connect_retries=connect_retries if single else 0,
                 encoded=encoded,
+                shared=shared,
             )
             if span is not None:
                 span.set_attribute("wma.model.id", entry.id)
                 span.set_attribute("wma.replica", replica.label)
                 span.set_attribute("wma.replica.attempt", len(tried))
                 span.set_attribute("wma.model.status", outcome.status)
+                if outcome.transport is not None:
+                    span.set_attribute("wma.frames.transport", outcome.transport)
                 if outcome.status.failed:
                     span.set_status(trace.StatusCode.ERROR, outcome.error or outcome.status)
         if metrics is not None:
             labels = {"model": entry.id, "replica": replica.label}
             metrics.replica_seconds.labels(**labels).observe(time.monotonic() - t0)
             metrics.replica_calls.labels(**labels, status=outcome.status).inc()
+            if outcome.transport is not None and entry.protocol == "oip":
+                metrics.member_transport.labels(model=entry.id, transport=outcome.transport).inc()
         last, last_replica = outcome, replica.label
         if not outcome.status.failed:
             break

@@ -19,6 +19,7 @@ from wma_fusion.breaker import BreakerState
 from wma_fusion.errors import GatewayError, LegacyUnavailable
 from wma_fusion.inputs import AnalyzeInput
 from wma_fusion.pipeline import EnsembleResult, run_ensemble
+from wma_fusion.pixels import PixelStager
 from wma_fusion.rollout.legacy import LegacyResult, run_legacy
 from wma_fusion.rollout.metrics import RolloutMetrics
 from wma_fusion.rollout.records import PathOutcome
@@ -42,6 +43,7 @@ async def ensemble_run(
     metrics: Metrics,
     rollout: RolloutMetrics,
     served: bool,
+    pixels: PixelStager | None = None,
 ) -> EnsembleRun:
     """The ensemble path; when it does not serve, a failure is returned, not raised."""
     start = time.monotonic()
@@ -54,6 +56,7 @@ async def ensemble_run(
             meeting_id=req.meeting_id,
             tracer=tracer,
             metrics=metrics,
+            pixels=pixels,
         )
     except Exception as exc:
         rollout.path_failures.labels(path="ensemble", status=MemberStatus.ERROR).inc()

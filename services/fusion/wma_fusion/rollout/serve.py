@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from wma_fusion.inputs import AnalyzeInput
 from wma_fusion.pipeline import EnsembleResult
+from wma_fusion.pixels import PixelStager
 from wma_fusion.rollout.config import RolloutMode
 from wma_fusion.rollout.legacy import LegacyResult
 from wma_fusion.rollout.metrics import RolloutMetrics
@@ -168,8 +169,10 @@ async def serve_analyze(
     tracer: trace.Tracer,
     metrics: Metrics,
     start: float,
+    pixels: PixelStager | None = None,
 ) -> dict[str, Any]:
-    """Answer one validated request under ``state``'s rollout mode; returns the body."""
+    """Answer one validated request under ``state``'s rollout mode; returns the body
+    (``pixels``: the shared-memory stager, when ``fanout.shared_memory`` is on)."""
     plan = route(state.config.rollout, req.participant_id)
     span = trace.get_current_span()
     span.set_attribute("wma.rollout.mode", plan.mode.value)
@@ -189,6 +192,7 @@ async def serve_analyze(
             metrics=metrics,
             rollout=rt.metrics,
             served=not serve_legacy,
+            pixels=pixels,
         )
 
     if plan.compared:  # both start at once; the shadowed one finishes in the background
