@@ -118,6 +118,33 @@ def test_verdict_matches_the_core_exactly(
         assert model["calibrated"] == pytest.approx(want["calibrated"][mid], abs=1e-12)
 
 
+def _counter(url: str, name: str, label: str) -> dict[str, float]:
+    """``{label value: count}`` of a counter in the gateway's /metrics."""
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    counts: dict[str, float] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.name == f"{name}_total":
+                key = sample.labels[label]
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
+def test_the_local_stack_decodes_once_and_passes_the_pixels_by_shared_memory(
+    stack: LocalStack, gateway: str
+) -> None:
+    transport = "wma_gateway_member_frames_transport"
+    before = _counter(gateway, transport, "transport")
+    response = post_frames(gateway, [grey_frame(v) for v in (40, 70, 90)], participant_id="d")
+    assert response.status_code == 200, response.text
+    after = _counter(gateway, transport, "transport")
+    sent = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("shared_memory", "http")}
+    assert sent == {"shared_memory": len(stack.model_ids), "http": 0}
+    member = stack.endpoints()[stack.model_ids[0]]
+    extensions = httpx.get(f"{member}/v2").json()["extensions"]
+    assert "system_shared_memory" in extensions
+
+
 def test_frames_that_cannot_be_decoded_give_no_face(gateway: str) -> None:
     response = post_frames(gateway, [truncated_frame(), truncated_frame()], participant_id="bob")
     assert response.status_code == 200, response.text

@@ -64,9 +64,11 @@ def start_model_server(
     env: dict[str, str] | None = None,
     host: str = "127.0.0.1",
     decode_threads: int | None = None,
+    shared_memory: bool = False,
 ) -> ModelProcess:
     """Spawn ``wma model-server --model-id ID --backend mock`` on a loopback port
-    (``decode_threads``: its ``--decode-threads``; default one per CPU)."""
+    (``decode_threads``: its ``--decode-threads``, default one per CPU;
+    ``shared_memory``: ``--shared-memory``, for a gateway on this host)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "wma_local.lifecycle", "model-server", "--model-id", model_id]
     cmd += ["--backend", "mock", "--host", host, "--port", str(port)]
@@ -74,6 +76,8 @@ def start_model_server(
         cmd += ["--decode-threads", str(decode_threads)]
     if bias:
         cmd += ["--bias", str(bias)]
+    if shared_memory:
+        cmd.append("--shared-memory")
     log_path = workdir / f"model-{model_id}.log"
     return ModelProcess(model_id, port, spawn_child(cmd, log_path, env), log_path, host)
 

@@ -187,7 +187,11 @@ class LiveStack:
         old = self.member(model_id)
         assert old.process.poll() is not None, f"{model_id} still runs"
         new = start_model_server(
-            model_id, self.workdir, port=old.port, bias=self.biases.get(model_id, 0.0)
+            model_id,
+            self.workdir,
+            port=old.port,
+            bias=self.biases.get(model_id, 0.0),
+            shared_memory=self.members.shared_memory,
         )
         self.members.models[model_id] = new
         return new

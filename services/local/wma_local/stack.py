@@ -73,14 +73,19 @@ def gateway_config(
     endpoints: dict[str, str],
     bundle_path: Path,
     legacy_url: str | None = None,
+    *,
+    shared_memory: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """A gateway config document for local endpoints (OIP), as ``wma up`` writes it."""
+    """A gateway config document for local endpoints (OIP), as ``wma up`` writes it
+    (``shared_memory``: the members take decoded frames from shared memory)."""
     doc: dict[str, Any] = {
         "models": [{"id": mid, "endpoint": url} for mid, url in endpoints.items()],
         "calibrators": {"path": str(bundle_path)},
         "reload": {"enabled": True, "interval_s": 2.0},
     }
+    if shared_memory:
+        doc["fanout"] = {"shared_memory": {"enabled": True}}
     if legacy_url is not None:
         doc["rollout"] = {"mode": "ensemble", "legacy": {"endpoint": legacy_url}}
     doc.update(overrides)
@@ -104,8 +109,11 @@ class LocalStack:
         legacy: bool = True,
         workdir: Path | None = None,
         startup_timeout: float = 60.0,
+        shared_memory: bool = True,
     ) -> None:
         self.model_ids = model_ids
+        # all on one host: the gateway decodes each frame once, not once per member
+        self.shared_memory = shared_memory
         self.bundle_path = bundle_path
         self.biases = biases or {}
         self.legacy = legacy
@@ -147,12 +155,16 @@ class LocalStack:
                         bias=self.biases.get(mid, 0.0),
                         env=env,
                         decode_threads=threads,
+                        shared_memory=self.shared_memory,
                     )
             for model in self.models.values():
                 wait_ready(model, self.startup_timeout)
             legacy = self.legacy_server
             doc = gateway_config(
-                self.endpoints(), self.bundle_path.resolve(), legacy.url if legacy else None
+                self.endpoints(),
+                self.bundle_path.resolve(),
+                legacy.url if legacy else None,
+                shared_memory=self.shared_memory,
             )
             self.config_path = self.workdir / "gateway.yaml"
             self.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
