@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 from wma_fusion.config import SharedMemoryConfig
+from wma_fusion.errors import ConfigError
 from wma_fusion.pixels import PixelStager
 from wma_wire.frames import FrameLimits, open_frame
 from wma_wire.imaging import decode_image
@@ -79,3 +82,11 @@ async def test_a_cancelled_request_frees_its_slot_only_once_its_decoding_ended(
             break
         await asyncio.sleep(0.005)
     assert stager.arena.free_slots == 2
+
+
+def test_an_arena_larger_than_dev_shm_is_refused_at_start_and_leaves_no_file() -> None:
+    before = set(Path("/dev/shm").glob(f"wma-gw-{os.getpid()}-*"))
+    huge = SharedMemoryConfig(enabled=True, slots=1024, slot_mib=1024)  # 1 TiB
+    with pytest.raises(ConfigError, match=r"cannot reserve slots x slot_mib = 1048576 MiB"):
+        PixelStager(huge)
+    assert set(Path("/dev/shm").glob(f"wma-gw-{os.getpid()}-*")) == before

@@ -79,8 +79,11 @@ class PixelStager:
         try:
             self.arena = PixelArena(config.slots, config.slot_mib * 2**20)
         except OSError as exc:
+            size = config.slots * config.slot_mib
             raise ConfigError(
-                "fanout.shared_memory", f"cannot create a region in /dev/shm: {exc.strerror}"
+                "fanout.shared_memory",
+                f"cannot reserve slots x slot_mib = {size} MiB in /dev/shm: {exc.strerror} "
+                "(lower slots or slot_mib, or give /dev/shm more room)",
             ) from None
         self.threads = threads or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="wma-stage")

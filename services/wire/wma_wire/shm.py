@@ -75,8 +75,10 @@ class Slot:
 class PixelArena:
     """``slots`` slots of ``slot_bytes`` each in one shared-memory region of this process.
 
-    The region's file exists from construction to :meth:`close`; pages are taken
-    from RAM only as slots are first written. :meth:`acquire` hands out a free
+    The region's file exists from construction to :meth:`close`. Its pages are
+    reserved at construction (``posix_fallocate``): a tmpfs that fills up later
+    (Docker's 64 MiB ``/dev/shm``) refuses the arena at start, with ENOSPC,
+    instead of killing the process with SIGBUS at a write. :meth:`acquire` hands out a free
     slot (None when all are held or the tensor is larger than a slot: the caller
     then sends the frames themselves). Thread-safe.
     """
@@ -92,7 +94,7 @@ class PixelArena:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = os.open(self.path, flags, 0o600)
         try:
-            os.ftruncate(fd, self.size)
+            os.posix_fallocate(fd, 0, self.size)
             self._map: mmap.mmap | None = mmap.mmap(fd, self.size)
         except BaseException:
             os.unlink(self.path)
