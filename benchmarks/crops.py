@@ -46,9 +46,19 @@ def percentiles(values: Sequence[float], points: Sequence[float] = (50, 95, 99))
 
 def rss_mib(pid: int) -> float:
     """Resident memory of a process in MiB (Linux ``/proc``); NaN if it has gone."""
+    return _status_mib(pid, "VmRSS:")
+
+
+def shmem_mib(pid: int) -> float:
+    """The part of :func:`rss_mib` that is shared memory (``RssShmem``: pages of a
+    /dev/shm region the process has touched, counted once in every process that did)."""
+    return _status_mib(pid, "RssShmem:")
+
+
+def _status_mib(pid: int, field: str) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass

@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 
 import httpx
-from crops import child_pids, cpu_seconds, face_crops, percentiles, process_name, rss_mib
+from crops import (
+    child_pids,
+    cpu_seconds,
+    face_crops,
+    percentiles,
+    process_name,
+    rss_mib,
+    shmem_mib,
+)
 from wma_fusion.client import FusionClient
 from wma_local.stack import free_port
 
@@ -138,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"| {fps:.0f} | {gateway_ms:.1f} | {models_ms:.1f} | {failed} |",
                     flush=True,
                 )
-            print("\n| process | RSS MiB |\n|---|---:|")
+            # RssShmem: the gateway's /dev/shm region (fanout.shared_memory), the same
+            # pages in every process that touched them, not a copy in each
+            print("\n| process | RSS MiB | of it shared memory MiB |\n|---|---:|---:|")
             for name, pid in procs.items():
-                print(f"| {name} | {rss_mib(pid):.0f} |")
+                print(f"| {name} | {rss_mib(pid):.0f} | {shmem_mib(pid):.0f} |")
             print(f"load average after the run: {os.getloadavg()}")
         finally:
             proc.send_signal(signal.SIGINT)

@@ -51,7 +51,10 @@ def ensure_peers_venv() -> Path:
         print(f"creating {PEERS_VENV} from {PEERS_LOCK} (once; a few minutes)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "--require-hashes", "-r", str(PEERS_LOCK)], check=True)
+        # --no-deps: the lock holds every package, dependencies included; resolving
+        # them again trips the venv's bundled pip (23.2) on KServe's uvicorn[standard]
+        # under --require-hashes ("must have their versions pinned with ==").
+        subprocess.run([*pip, "--no-deps", "--require-hashes", "-r", str(PEERS_LOCK)], check=True)
     return python
 
 
