@@ -1,21 +1,24 @@
 """Gateway benchmark: the gateway against a direct plain client, same four model servers.
 
-Starts four mock model servers (the local stack's) and a gateway process (``wma
-gateway``) on loopback. Every request carries the same 27 realistic 224 px JPEG
-face crops (:mod:`crops`). Two ways to get a verdict for them, interleaved in
-rounds in one run:
+Starts four mock model servers (the local stack's) and two gateway processes
+(``wma gateway``) on loopback. Every request carries the same 27 realistic 224 px
+JPEG face crops (:mod:`crops`). Three ways to get a verdict for them, interleaved
+in rounds in one run:
 
 * **gateway**: ``POST /v1/analyze`` through the client SDK
   (:class:`wma_fusion.client.FusionClient`, one kept-alive pool, as the meeting
-  server uses it);
+  server uses it), the local stack's config: ``fanout.shared_memory`` on, each
+  frame decoded once by the gateway;
+* **gateway, encoded**: the same with ``fanout.shared_memory`` off, the members
+  decoding the JPEGs they are sent (as in a cluster, where they run elsewhere);
 * **direct**: what the old integration plan had the meeting server do itself: a
   new ``aiohttp.ClientSession`` per call, the legacy multipart
   ``/check_frame_batch`` to all four servers in parallel, then the same
   aggregation, calibration (the stack's bundle), noisy-OR and verdict with
   :mod:`wma_core` in the client.
 
-Both must reach the same fused score (checked). Reports p50/p95/p99 per path and
-concurrency and the ratio of the gateway's p50 to the direct client's.
+All must reach the same fused score (checked). Reports p50/p95/p99 per path and
+concurrency and the ratio of each gateway's p50 to the direct client's.
 
     .venv/bin/python benchmarks/gateway_bench.py [--requests 32] [--rounds 3]
 """
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import yaml
 from crops import face_crops, percentiles
 from wma_core import decide, fuse, parse_aggregator
 from wma_core.bundle import CalibratorBundle, load_bundle
@@ -107,52 +111,73 @@ async def direct_verdict(
     return fused.score
 
 
+LABELS = {
+    "gateway": "gateway (SDK, kept alive; shared memory)",
+    "encoded": "gateway (SDK, kept alive; encoded frames)",
+    "direct": "direct (session per call)",
+}
+
+
 async def bench(
-    gateway: str, endpoints: dict[str, str], frames: list[bytes], requests: int, rounds: int
+    gateways: dict[str, str],
+    endpoints: dict[str, str],
+    frames: list[bytes],
+    requests: int,
+    rounds: int,
 ) -> None:
+    """``gateways``: ``{"gateway": url, "encoded": url}``."""
     bundle = load_bundle(DEFAULT_BUNDLE)
     results: dict[tuple[str, int], list[float]] = defaultdict(list)
     scores: dict[str, set[float]] = defaultdict(set)
-    async with FusionClient(gateway, timeout=60.0) as client:
+    clients = {name: FusionClient(url, timeout=60.0) for name, url in gateways.items()}
 
-        async def via_gateway() -> float:
-            answer = await client.process_frames(frames, "bench")
+    def via(name: str) -> Callable[[], Awaitable[float]]:
+        async def send() -> float:
+            answer = await clients[name].process_frames(frames, "bench")
             if answer["degraded"]:
                 raise SystemExit(f"degraded answer: {answer['models']}")
-            scores["gateway"].add(round(answer["fusion_score"], 12))
+            scores[name].add(round(answer["fusion_score"], 12))
             return float(answer["fusion_score"])
 
-        async def direct() -> float:
-            score = await direct_verdict(endpoints, frames, bundle)
-            scores["direct"].add(round(score, 12))
-            return score
+        return send
 
-        for send in (via_gateway, direct):  # warm up both paths
+    async def direct() -> float:
+        score = await direct_verdict(endpoints, frames, bundle)
+        scores["direct"].add(round(score, 12))
+        return score
+
+    paths = [(name, via(name)) for name in gateways] + [("direct", direct)]
+    try:
+        for _, send in paths:  # warm up every path
             await _load(send, 2, 4)
         for r in range(rounds):
             for concurrency in (1, 8):
-                paths = [("gateway", via_gateway), ("direct", direct)]
                 for name, send in paths if r % 2 == 0 else paths[::-1]:
                     n = max(requests, 2 * concurrency)
                     results[name, concurrency] += await _load(send, concurrency, n)
-    if scores["gateway"] != scores["direct"] or len(scores["gateway"]) != 1:
-        raise SystemExit(f"the two paths disagree: {dict(scores)}")
-    print(f"both paths: fused score {scores['gateway'].pop():.6f} on every request\n")
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    agreed = set().union(*scores.values())
+    if len(agreed) != 1:
+        raise SystemExit(f"the paths disagree: {dict(scores)}")
+    print(f"every path: fused score {agreed.pop():.6f} on every request\n")
     print("| path | concurrency | n | p50 ms | p95 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|---:|")
     p50s = {}
     for concurrency in (1, 8):
-        for name in ("gateway", "direct"):
+        for name, _ in paths:
             lat = results[name, concurrency]
             p50, p95, p99 = percentiles(lat)
             p50s[name, concurrency] = p50
-            label = (
-                "gateway (SDK, kept alive)" if name == "gateway" else "direct (session per call)"
+            print(
+                f"| {LABELS[name]} | {concurrency} | {len(lat)} | {p50:.1f} | {p95:.1f} "
+                f"| {p99:.1f} |"
             )
-            print(f"| {label} | {concurrency} | {len(lat)} | {p50:.1f} | {p95:.1f} | {p99:.1f} |")
-    for concurrency in (1, 8):
-        ratio = p50s["gateway", concurrency] / p50s["direct", concurrency]
-        print(f"gateway p50 / direct p50 at concurrency {concurrency}: {ratio:.2f}")
+    for name in gateways:
+        for concurrency in (1, 8):
+            ratio = p50s[name, concurrency] / p50s["direct", concurrency]
+            print(f"{LABELS[name]} p50 / direct p50 at concurrency {concurrency}: {ratio:.2f}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,18 +195,27 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(frames)} JPEG crops of 224 px ({sum(map(len, frames)) // 1024} KiB)"
     )
     with LocalStack(legacy=False) as stack:
-        assert stack.config_path is not None
-        port = free_port()
-        cmd = [str(Path(sys.executable).with_name("wma")), "gateway"]
-        cmd += ["--config", str(stack.config_path), "--port", str(port), "--log-level", "warning"]
-        gateway = subprocess.Popen(cmd, env={**os.environ, "OTEL_TRACES_EXPORTER": "none"})
+        assert stack.config_path is not None and stack.workdir is not None
+        doc = yaml.safe_load(stack.config_path.read_text())
+        doc["fanout"]["shared_memory"]["enabled"] = False
+        encoded_config = stack.workdir / "gateway-encoded.yaml"
+        encoded_config.write_text(yaml.safe_dump(doc))
+        processes: list[subprocess.Popen[bytes]] = []
         try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(gateway, f"{url}/readyz")
-            asyncio.run(bench(url, stack.endpoints(), frames, args.requests, args.rounds))
+            urls = {}
+            for name, config in (("gateway", stack.config_path), ("encoded", encoded_config)):
+                port = free_port()
+                cmd = [str(Path(sys.executable).with_name("wma")), "gateway"]
+                cmd += ["--config", str(config), "--port", str(port), "--log-level", "warning"]
+                env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+                processes.append(subprocess.Popen(cmd, env=env))
+                urls[name] = f"http://127.0.0.1:{port}"
+                wait_ready(processes[-1], f"{urls[name]}/readyz")
+            asyncio.run(bench(urls, stack.endpoints(), frames, args.requests, args.rounds))
         finally:
-            gateway.terminate()
-            gateway.wait(30)
+            for process in processes:
+                process.terminate()
+                process.wait(30)
     print(f"load average after the run: {os.getloadavg()}")
     return 0
 
