@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
+from jpegs import noise_jpeg
 from wma_fusion.config import SharedMemoryConfig
 from wma_fusion.errors import ConfigError
 from wma_fusion.pixels import PixelStager
@@ -25,10 +25,7 @@ LIMITS = FrameLimits()
 
 
 def _jpeg(seed: int, size: int = 40) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    ok, data = cv2.imencode(".jpg", pixels)
-    assert ok
-    return bytes(data)
+    return noise_jpeg(seed, size)
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
-import numpy as np
 import pytest
 from gateway_harness import WriteConfig, post_frames, serving_members
+from jpegs import noise_jpeg
 from wma_fusion.app import create_app
 from wma_fusion.errors import ConfigError
 from wma_local.samples import write_synthetic_bundle
@@ -27,11 +26,7 @@ ON = {"shared_memory": {"enabled": True, "slots": 2, "slot_mib": 1}}
 
 
 def _jpeg(seed: int, size: int = 48) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    assert ok
-    return bytes(data)
+    return noise_jpeg(seed, size)
 
 
 FRAMES = [_jpeg(seed) for seed in range(6)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
+from jpegs import noise_jpeg
 from wma_wire.protocol import (
     decode_infer_response,
     encode_infer_request,
@@ -30,11 +30,7 @@ def _register(arena: PixelArena) -> dict[str, Any]:
 
 
 def _jpeg(seed: int, size: int = 32) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok
-    return bytes(data)
+    return noise_jpeg(seed, size)
 
 
 async def test_off_by_default_every_route_is_a_404_saying_how_to_turn_it_on(
