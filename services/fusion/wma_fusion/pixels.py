@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +34,6 @@ from wma_fusion.config import SharedMemoryConfig
 from wma_fusion.errors import ConfigError
 
 __all__ = ["PixelStager", "SharedPixels", "check_stager_dependencies"]
-
-log = logging.getLogger("wma_fusion.pixels")
 
 # A request is split over idle decode threads in jobs of at least this many frames.
 MIN_FRAMES_PER_JOB = 8
@@ -104,9 +102,10 @@ class PixelStager:
             first = opened[0]
             assert first is not None
             shape = [len(opened), first.height, first.width, 3]
-            slot = self.arena.acquire(int(np.prod(shape)))
+            nbytes = math.prod(shape)
+            slot = self.arena.acquire(nbytes)
             if slot is None:
-                fits = np.prod(shape) <= self.arena.slot_bytes
+                fits = nbytes <= self.arena.slot_bytes
                 return None, "slots_full" if fits else "too_large"
             pixels = slot.array.reshape(shape)
             bounds = [len(opened) * k // jobs for k in range(jobs + 1)]

@@ -257,9 +257,6 @@ class RegionRegistry:
             if name is None or n == name
         ]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._regions
-
     def read(self, name: object, offset: object, size: object) -> bytes:
         """A copy of ``size`` bytes at ``offset`` of region ``name``."""
         if not isinstance(name, str):
